@@ -1,0 +1,680 @@
+//! The TOML configuration: raw serde structs mirror the file (unknown keys
+//! are refused), then validation builds typed values. Every error names the
+//! file, the line and the key path.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{Method, Uri};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::jwt::{Alg, Validation};
+use crate::keys::{Key, KeySet};
+use crate::routes::{AuthMode, Route, RouteTable};
+
+/// A validated configuration. Nothing after start-up reads a raw string.
+#[derive(Debug)]
+pub struct Config {
+    pub server: Server,
+    pub validation: Validation,
+    pub keys: KeySet,
+    pub upstreams: Vec<Upstream>,
+    pub routes: RouteTable,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Runtime worker threads. Defaults to the number of cores.
+    pub workers: Option<usize>,
+    /// Time allowed for the TLS handshake. Defaults to 10 s.
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive a request's headers (HTTP/1.1). Defaults to 10 s.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more wait in the kernel's backlog. Defaults to 10 000.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests. Defaults to 30 s.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// `http://host:port`, with an optional path prefix prepended to every request.
+    pub url: Uri,
+    /// Time allowed for the response headers. Defaults to 30 s.
+    pub timeout: Duration,
+    /// Time allowed to connect. Defaults to 5 s.
+    pub connect_timeout: Duration,
+}
+
+/// A configuration error: `file:line: key: message`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A validation error before the file name is known.
+struct Invalid {
+    span: Option<Range<usize>>,
+    key: String,
+    message: String,
+}
+
+fn invalid<T>(span: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        span: Some(span.span()),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; secrets come from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {err}"),
+        })?;
+        Config::from_toml_str(&text, &file, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates config text. `file` names it in errors; `env` looks up the
+    /// environment variables that `secret_env` names.
+    pub fn from_toml_str(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let located = |invalid: Invalid| ConfigError {
+            file: file.to_owned(),
+            line: invalid.span.map(|span| line_of(text, span.start)),
+            key: invalid.key,
+            message: invalid.message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            located(Invalid {
+                span: err.span(),
+                key: String::new(),
+                message: err.message().trim().to_owned(),
+            })
+        })?;
+        validate(raw, env).map_err(located)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    jwt: RawJwt,
+    #[serde(default)]
+    upstream: Vec<RawUpstream>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Spanned<String>,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    workers: Option<Spanned<usize>>,
+    handshake_timeout: Option<Spanned<String>>,
+    header_read_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<usize>>,
+    shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    #[serde(default)]
+    issuers: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    leeway: Option<Spanned<String>>,
+    require: Option<Spanned<Vec<String>>>,
+    user_claim: Option<String>,
+    role_claim: Option<String>,
+    #[serde(default)]
+    keys: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: Option<Spanned<String>>,
+    alg: Spanned<String>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    upstream: Spanned<String>,
+    #[serde(default)]
+    auth: Option<Spanned<String>>,
+    methods: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    roles: Option<Spanned<Vec<String>>>,
+}
+
+fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
+    let server = validate_server(raw.server)?;
+    let (validation, keys) = validate_jwt(raw.jwt, env)?;
+    let upstreams = validate_upstreams(raw.upstream)?;
+    let routes = validate_routes(raw.route, &upstreams)?;
+    if keys.first().is_none() {
+        if let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None) {
+            return Err(Invalid {
+                span: None,
+                key: "jwt.keys".to_owned(),
+                message: format!(
+                    "route {} checks tokens but no [[jwt.keys]] is configured",
+                    route.prefix
+                ),
+            });
+        }
+    }
+    Ok(Config {
+        server,
+        validation,
+        keys,
+        upstreams,
+        routes,
+    })
+}
+
+fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
+    let listen = raw.listen.get_ref().parse().map_err(|_| {
+        invalid(
+            &raw.listen,
+            "server.listen",
+            format!("{:?} is not an address:port", raw.listen.get_ref()),
+        )
+    })?;
+    let workers = match raw.workers {
+        Some(w) if *w.get_ref() == 0 => {
+            return Err(invalid(&w, "server.workers", "must be at least 1"));
+        }
+        w => w.map(Spanned::into_inner),
+    };
+    let max_connections = match raw.max_connections {
+        Some(m) if *m.get_ref() == 0 => {
+            return Err(invalid(&m, "server.max_connections", "must be at least 1"));
+        }
+        m => m.map_or(10_000, Spanned::into_inner),
+    };
+    Ok(Server {
+        listen,
+        tls_cert: raw.tls_cert,
+        tls_key: raw.tls_key,
+        workers,
+        handshake_timeout: duration_or(raw.handshake_timeout, "server.handshake_timeout", 10)?,
+        header_read_timeout: duration_or(
+            raw.header_read_timeout,
+            "server.header_read_timeout",
+            10,
+        )?,
+        max_connections,
+        shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
+    })
+}
+
+fn validate_jwt(
+    raw: RawJwt,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Validation, KeySet), Invalid> {
+    let defaults = Validation::default();
+    let leeway = duration_or(raw.leeway, "jwt.leeway", 30)?;
+    let required = match raw.require {
+        Some(require) if require.get_ref().len() > 64 => {
+            return Err(invalid(
+                &require,
+                "jwt.require",
+                "at most 64 claims can be required",
+            ));
+        }
+        Some(require) => require.into_inner(),
+        None => defaults.required,
+    };
+    let validation = Validation {
+        leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+        issuers: raw.issuers,
+        audiences: raw.audiences,
+        required,
+        user_claim: raw.user_claim.unwrap_or(defaults.user_claim),
+        role_claim: raw.role_claim.unwrap_or(defaults.role_claim),
+    };
+
+    let mut keys = Vec::new();
+    let mut kids = HashSet::new();
+    for (i, raw_key) in raw.keys.into_iter().enumerate() {
+        let span = raw_key.span();
+        let raw_key = raw_key.into_inner();
+        let at = |field: &str| format!("jwt.keys[{i}].{field}");
+        let alg = Alg::from_name(raw_key.alg.get_ref()).ok_or_else(|| {
+            invalid(
+                &raw_key.alg,
+                at("alg"),
+                format!(
+                    "{:?} is not one of HS256, HS384, HS512",
+                    raw_key.alg.get_ref()
+                ),
+            )
+        })?;
+        let secret = match (raw_key.secret_env, raw_key.secret_file) {
+            (Some(var), None) => env(var.get_ref())
+                .filter(|s| !s.is_empty())
+                .map(String::into_bytes)
+                .ok_or_else(|| {
+                    invalid(
+                        &var,
+                        at("secret_env"),
+                        format!("environment variable {} is not set", var.get_ref()),
+                    )
+                })?,
+            (None, Some(path)) => std::fs::read(path.get_ref()).map_err(|err| {
+                invalid(
+                    &path,
+                    at("secret_file"),
+                    format!("cannot read {}: {err}", path.get_ref().display()),
+                )
+            })?,
+            _ => {
+                return Err(Invalid {
+                    span: Some(span),
+                    key: format!("jwt.keys[{i}]"),
+                    message: "set exactly one of secret_env or secret_file (inline secrets are not accepted)".to_owned(),
+                });
+            }
+        };
+        if let Some(kid) = &raw_key.kid {
+            if !kids.insert(kid.get_ref().clone()) {
+                return Err(invalid(
+                    kid,
+                    at("kid"),
+                    format!("kid {:?} is used twice", kid.get_ref()),
+                ));
+            }
+        }
+        let kid = raw_key.kid.map(Spanned::into_inner);
+        let key = Key::hmac(kid, alg, &secret).map_err(|err| Invalid {
+            span: Some(span.clone()),
+            key: format!("jwt.keys[{i}]"),
+            message: err.to_string(),
+        })?;
+        keys.push(key);
+    }
+    Ok((validation, KeySet::new(keys)))
+}
+
+fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
+    for (i, up) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("upstream[{i}].{field}");
+        if upstreams.iter().any(|u| u.name == *up.name.get_ref()) {
+            return Err(invalid(
+                &up.name,
+                at("name"),
+                format!("upstream {:?} is defined twice", up.name.get_ref()),
+            ));
+        }
+        let url: Uri = up.url.get_ref().parse().map_err(|err| {
+            invalid(
+                &up.url,
+                at("url"),
+                format!("{:?} is not a URL: {err}", up.url.get_ref()),
+            )
+        })?;
+        if url.scheme_str() != Some("http") || url.authority().is_none() {
+            return Err(invalid(
+                &up.url,
+                at("url"),
+                "must be http://host:port[/prefix] (TLS to upstreams is not supported yet)",
+            ));
+        }
+        if url.query().is_some() {
+            return Err(invalid(&up.url, at("url"), "must not have a query"));
+        }
+        upstreams.push(Upstream {
+            name: up.name.into_inner(),
+            url,
+            timeout: duration_or(up.timeout, &at("timeout"), 30)?,
+            connect_timeout: duration_or(up.connect_timeout, &at("connect_timeout"), 5)?,
+        });
+    }
+    Ok(upstreams)
+}
+
+fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTable, Invalid> {
+    if raw.is_empty() {
+        return Err(Invalid {
+            span: None,
+            key: "route".to_owned(),
+            message: "no [[route]] is configured; every request would be a 404".to_owned(),
+        });
+    }
+    let mut routes: Vec<(Route, Spanned<String>)> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("route[{i}].{field}");
+        let prefix =
+            route_prefix(r.path.get_ref()).map_err(|msg| invalid(&r.path, at("path"), msg))?;
+        let upstream = upstreams
+            .iter()
+            .position(|u| u.name == *r.upstream.get_ref())
+            .ok_or_else(|| {
+                invalid(
+                    &r.upstream,
+                    at("upstream"),
+                    format!("no upstream named {:?}", r.upstream.get_ref()),
+                )
+            })?;
+        let auth = match r.auth.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("required") => AuthMode::Required,
+            Some("optional") => AuthMode::Optional,
+            Some("none") => AuthMode::None,
+            Some(other) => {
+                let span = r.auth.as_ref().map(Spanned::span);
+                return Err(Invalid {
+                    span,
+                    key: at("auth"),
+                    message: format!("{other:?} is not one of none, optional, required"),
+                });
+            }
+        };
+        let methods = match &r.methods {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(invalid(
+                    list,
+                    at("methods"),
+                    "an empty list allows nothing; omit it to allow every method",
+                ));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|m| match Method::from_bytes(m.as_bytes()) {
+                        Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Ok(method),
+                        _ => Err(invalid(
+                            list,
+                            at("methods"),
+                            format!("{m:?} is not an upper-case HTTP method"),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let roles = match r.roles {
+            None => Vec::new(),
+            Some(roles) if auth == AuthMode::None => {
+                return Err(invalid(
+                    &roles,
+                    at("roles"),
+                    "roles need auth = \"required\" or \"optional\"",
+                ));
+            }
+            Some(roles)
+                if roles
+                    .get_ref()
+                    .iter()
+                    .any(|r| r.is_empty() || r.contains(',')) =>
+            {
+                return Err(invalid(
+                    &roles,
+                    at("roles"),
+                    "roles must be non-empty and contain no comma",
+                ));
+            }
+            Some(roles) => roles.into_inner(),
+        };
+        let route = Route {
+            prefix,
+            methods,
+            auth,
+            roles,
+            upstream,
+        };
+        if let Some((_, earlier)) = routes.iter().find(|(other, _)| overlaps(other, &route)) {
+            return Err(invalid(
+                &r.path,
+                at("path"),
+                format!(
+                    "overlaps the route {:?} at byte {} for some method",
+                    earlier.get_ref(),
+                    earlier.span().start
+                ),
+            ));
+        }
+        routes.push((route, r.path));
+    }
+    Ok(RouteTable::new(
+        routes.into_iter().map(|(route, _)| route).collect(),
+    ))
+}
+
+/// Two routes with one prefix must not both accept a method.
+fn overlaps(a: &Route, b: &Route) -> bool {
+    a.prefix == b.prefix
+        && match (&a.methods, &b.methods) {
+            (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+            _ => true,
+        }
+}
+
+/// A route path must already be normal; a trailing slash is dropped.
+fn route_prefix(path: &str) -> Result<String, String> {
+    match crate::routes::normalize(path) {
+        Ok(normal) if normal == path => {
+            let trimmed = path.trim_end_matches('/');
+            Ok(if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            })
+        }
+        Ok(normal) => Err(format!("{path:?} is not in normal form; write {normal:?}")),
+        Err(err) => Err(format!("{path:?}: {err}")),
+    }
+}
+
+fn duration_or(
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default_secs: u64,
+) -> Result<Duration, Invalid> {
+    match raw {
+        None => Ok(Duration::from_secs(default_secs)),
+        Some(text) => parse_duration(text.get_ref()).ok_or_else(|| {
+            invalid(
+                &text,
+                key,
+                format!(
+                    "{:?} is not a duration like \"500ms\", \"30s\", \"15m\", \"1h\"",
+                    text.get_ref()
+                ),
+            )
+        }),
+    }
+}
+
+/// Parses `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, "test.toml", &|name| {
+            (name == "SECRET").then(|| SECRET.to_owned())
+        })
+    }
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+tls_cert = "c.pem"
+tls_key = "k.pem"
+[[jwt.keys]]
+alg = "HS256"
+secret_env = "SECRET"
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:8080"
+"#;
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("config was accepted"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../config/jwtgate.toml");
+        let config =
+            Config::from_toml_str(text, "config/jwtgate.toml", &|_| Some(SECRET.to_owned()));
+        assert!(config.is_ok(), "{:?}", config.err());
+    }
+
+    #[test]
+    fn unknown_upstream_names_file_line_and_key() {
+        let text = format!(
+            "{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n[[route]]\npath = \"/x\"\nupstream = \"ap\"\n"
+        );
+        assert_eq!(
+            error(&text),
+            "test.toml:17: route[1].upstream: no upstream named \"ap\""
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let text =
+            format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\nrole = [\"admin\"]\n");
+        let err = error(&text);
+        assert!(err.starts_with("test.toml:15: "), "{err}");
+        assert!(err.contains("unknown field `role`"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_env_is_named() {
+        let text = BASE.replace("\"SECRET\"", "\"NOPE\"")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert_eq!(
+            error(&text),
+            "test.toml:8: jwt.keys[0].secret_env: environment variable NOPE is not set"
+        );
+    }
+
+    #[test]
+    fn short_hmac_secret_is_refused() {
+        let text = BASE.replace("HS256", "HS512") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("HS512 needs a secret of at least 64 bytes"));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = error("[server]\nlisten = \n");
+        assert!(err.starts_with("test.toml:2"), "{err}");
+    }
+
+    #[test]
+    fn route_paths_must_be_normal() {
+        let text = format!("{BASE}[[route]]\npath = \"/a/../b\"\nupstream = \"app\"\n");
+        assert!(error(&text).contains("not in normal form"));
+    }
+
+    #[test]
+    fn overlapping_routes_are_refused() {
+        let text = format!(
+            "{BASE}[[route]]\npath = \"/a\"\nupstream = \"app\"\n[[route]]\npath = \"/a/\"\nupstream = \"app\"\n"
+        );
+        assert!(error(&text).contains("overlaps"));
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        let err = error(&BASE.replace("127.0.0.1:8443", "localhost"));
+        assert!(err.starts_with("test.toml:3: server.listen: "), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

@@ -1,0 +1,232 @@
+//! Header hygiene in both directions.
+//!
+//! - Hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, the fields it names,
+//!   and the fixed list below are removed before forwarding either way.
+//! - Identity: the token and every client-sent copy of an identity header are
+//!   removed, in any letter case and in the underscore spelling, which some
+//!   frameworks (CGI/WSGI, nginx's underscores_in_headers) merge with the dash
+//!   form. The gateway's own values are added last, so nothing a client
+//!   sends — `Connection: X-User-Id` included — can remove or replace them.
+//! - Forwarding: `X-Forwarded-For/-Proto/-Host` are set by the gateway (the
+//!   edge trusts no earlier hop), and `Forwarded` is dropped.
+//!
+//! Headers are edited in place, so repeated fields (`Set-Cookie`) survive.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const X_ROLE: HeaderName = HeaderName::from_static("x-role");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// RFC 9110 §7.6.1 plus the de-facto `Keep-Alive` and `Proxy-Connection`.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+/// `Upgrade` is hop-by-hop too; it is removed because upgrades are not proxied.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Whether `name` is, or would be merged by a backend into, an identity header.
+fn is_identity_header(name: &HeaderName) -> bool {
+    // HeaderName is already lower case; compare with '_' read as '-'.
+    let spelled = |canonical: &str| {
+        name.as_str().len() == canonical.len()
+            && name
+                .as_str()
+                .bytes()
+                .zip(canonical.bytes())
+                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    };
+    spelled("x-user-id") || spelled("x-role")
+}
+
+/// The identity forwarded for a request.
+pub struct Identity<'a> {
+    pub user: Option<&'a str>,
+    pub roles: &'a [String],
+}
+
+/// Prepares request headers for the upstream. Call after `remove_hop_by_hop`.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    identity: Option<Identity<'_>>,
+    client_ip: IpAddr,
+    host: Option<HeaderValue>,
+) {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::FORWARDED);
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_identity_header(n))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+
+    if let Some(identity) = identity {
+        // Values were checked to be header-safe when the token was verified,
+        // so these conversions only fail on a bug; skipping is the safe side.
+        if let Some(user) = identity.user.and_then(|u| HeaderValue::from_str(u).ok()) {
+            headers.insert(X_USER_ID, user);
+        }
+        if !identity.roles.is_empty() {
+            if let Ok(roles) = HeaderValue::from_str(&identity.roles.join(",")) {
+                headers.insert(X_ROLE, roles);
+            }
+        }
+    }
+
+    headers.insert(X_FORWARDED_FOR, ip_value(client_ip));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // An IP address's text is always a valid header value.
+    HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    #[test]
+    fn client_identity_headers_are_removed_in_every_spelling() {
+        let mut h = map(&[
+            ("X-User-Id", "evil"),
+            ("x-role", "admin"),
+            ("X_User_Id", "evil"),
+            ("x_ROLE", "admin"),
+            ("x-user-identity", "kept"),
+        ]);
+        prepare_request(&mut h, None, IP, None);
+        assert!(h.get("x-user-id").is_none());
+        assert!(h.get("x-role").is_none());
+        assert!(h.get("x_user_id").is_none());
+        assert!(h.get("x_role").is_none());
+        assert_eq!(h.get("x-user-identity").unwrap(), "kept");
+    }
+
+    #[test]
+    fn verified_identity_replaces_client_copies() {
+        let mut h = map(&[("x-user-id", "evil"), ("authorization", "Bearer t")]);
+        let roles = vec!["user".to_owned(), "ops".to_owned()];
+        prepare_request(
+            &mut h,
+            Some(Identity {
+                user: Some("42"),
+                roles: &roles,
+            }),
+            IP,
+            None,
+        );
+        assert_eq!(h.get_all("x-user-id").iter().collect::<Vec<_>>(), ["42"]);
+        assert_eq!(h.get("x-role").unwrap(), "user,ops");
+        assert!(h.get("authorization").is_none());
+    }
+
+    #[test]
+    fn connection_cannot_nominate_the_gateways_own_headers() {
+        let mut h = map(&[
+            ("connection", "X-User-Id, x-role, keep-alive"),
+            ("keep-alive", "5"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let roles = vec!["user".to_owned()];
+        prepare_request(
+            &mut h,
+            Some(Identity {
+                user: Some("42"),
+                roles: &roles,
+            }),
+            IP,
+            None,
+        );
+        assert_eq!(h.get("x-user-id").unwrap(), "42");
+        assert_eq!(h.get("x-role").unwrap(), "user");
+        assert!(h.get("connection").is_none());
+        assert!(h.get("keep-alive").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_dropped_repeated_ones_kept() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("connection", "x-other"),
+            ("x-secret", "1"),
+            ("x-other", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["set-cookie"]);
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn forwarded_headers_are_set_by_the_gateway_not_the_client() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        prepare_request(
+            &mut h,
+            None,
+            IP,
+            Some(HeaderValue::from_static("api.example.com")),
+        );
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "api.example.com");
+        assert!(h.get("forwarded").is_none());
+    }
+}

@@ -1,0 +1,682 @@
+//! Compact JWS verification (RFC 7515 §7.1, RFC 7519 §7.2, RFC 8725).
+//!
+//! The order of work is the security argument:
+//! 1. split the token into exactly three canonical base64url segments;
+//! 2. read only `alg`, `kid` and `crit` from the header;
+//! 3. pick the key by `kid` (or by algorithm) and require that *the key's*
+//!    algorithm equals the header's — the algorithm is pinned by configuration;
+//! 4. check the signature over the exact `header.payload` bytes in constant time;
+//! 5. only then parse the claims and check the time window, issuer and audience.
+//!
+//! Nothing here does I/O or reads the clock: `now` is passed in.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use crate::keys::{Key, KeySet};
+
+/// Longest token accepted, in bytes. Bounds the work an attacker can ask for;
+/// real access tokens are well under 2 KiB.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Signature algorithms a key can be bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alg {
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 3] = [Alg::HS256, Alg::HS384, Alg::HS512];
+
+    /// The registered name (RFC 7518 §3.1), compared case-sensitively as
+    /// RFC 7515 §4.1.1 requires: `hs256` and `None` are not algorithms.
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|alg| alg.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+        }
+    }
+
+    /// Length of a signature, in bytes.
+    pub fn signature_len(self) -> usize {
+        match self {
+            Alg::HS256 => 32,
+            Alg::HS384 => 48,
+            Alg::HS512 => 64,
+        }
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a token must satisfy besides its signature. Built once from the config.
+#[derive(Clone, Debug)]
+pub struct Validation {
+    /// Allowed clock skew on `exp`, `nbf` and `iat`, in seconds. Defaults to 30.
+    pub leeway: i64,
+    /// `iss` must equal one of these. Empty: `iss` is not checked.
+    pub issuers: Vec<String>,
+    /// `aud` (string or array) must contain one of these. Empty: not checked.
+    pub audiences: Vec<String>,
+    /// Claims that must be present. Defaults to `["exp"]`.
+    pub required: Vec<String>,
+    /// Claim forwarded as the user id (string or integer). Defaults to `sub`.
+    pub user_claim: String,
+    /// Claim holding the role(s) (string or array of strings). Defaults to `role`.
+    pub role_claim: String,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            leeway: 30,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            required: vec!["exp".to_owned()],
+            user_claim: "sub".to_owned(),
+            role_claim: "role".to_owned(),
+        }
+    }
+}
+
+/// The identity a verified token carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    /// The user claim, as forwarded in `X-User-Id`.
+    pub user: Option<String>,
+    /// The roles, each a header-safe string without commas.
+    pub roles: Vec<String>,
+    pub exp: Option<i64>,
+}
+
+/// Which part of a token a problem was found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Segment::Header => "header",
+            Segment::Payload => "payload",
+            Segment::Signature => "signature",
+        })
+    }
+}
+
+/// Why a token was refused. Each variant is one reason a log line or metric names.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JwtError {
+    #[error("token longer than {MAX_TOKEN_LEN} bytes")]
+    TooLong,
+    #[error("token has {parts} dot-separated parts, a JWS has 3")]
+    PartCount { parts: usize },
+    #[error("token is a JWE (5 parts); only signed tokens are accepted")]
+    Encrypted,
+    #[error("{segment} is not canonical unpadded base64url")]
+    Base64 { segment: Segment },
+    #[error("{segment} is not a JSON object: {reason}")]
+    Json { segment: Segment, reason: String },
+    #[error("algorithm {alg:?} is not supported")]
+    UnsupportedAlg { alg: String },
+    #[error("header uses an extension (crit or b64); none is supported")]
+    Crit,
+    #[error("no key with kid {kid:?}")]
+    UnknownKid { kid: String },
+    #[error("no key accepts algorithm {alg}")]
+    AlgNotAllowed { alg: Alg },
+    #[error("key {kid:?} is bound to {key_alg}, token says {alg}")]
+    AlgMismatch { kid: String, key_alg: Alg, alg: Alg },
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("expired at {exp}, now {now} (leeway {leeway}s)")]
+    Expired { exp: i64, now: i64, leeway: i64 },
+    #[error("not valid before {nbf}, now {now} (leeway {leeway}s)")]
+    NotYetValid { nbf: i64, now: i64, leeway: i64 },
+    #[error("issued in the future at {iat}, now {now} (leeway {leeway}s)")]
+    IssuedInFuture { iat: i64, now: i64, leeway: i64 },
+    #[error("issuer is not accepted")]
+    BadIssuer,
+    #[error("audience is not accepted")]
+    BadAudience,
+    #[error("required claim {claim:?} is missing")]
+    MissingClaim { claim: String },
+    #[error("claim {claim:?} {problem}")]
+    InvalidClaim {
+        claim: String,
+        problem: &'static str,
+    },
+}
+
+impl JwtError {
+    /// A stable, closed set of reason names for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            JwtError::TooLong
+            | JwtError::PartCount { .. }
+            | JwtError::Encrypted
+            | JwtError::Base64 { .. }
+            | JwtError::Json { .. } => "malformed",
+            JwtError::UnsupportedAlg { .. }
+            | JwtError::AlgNotAllowed { .. }
+            | JwtError::AlgMismatch { .. } => "alg_not_allowed",
+            JwtError::Crit => "crit",
+            JwtError::UnknownKid { .. } => "unknown_kid",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::Expired { .. } => "expired",
+            JwtError::NotYetValid { .. } | JwtError::IssuedInFuture { .. } => "not_yet_valid",
+            JwtError::BadIssuer => "bad_issuer",
+            JwtError::BadAudience => "bad_audience",
+            JwtError::MissingClaim { .. } | JwtError::InvalidClaim { .. } => "invalid_claims",
+        }
+    }
+
+    /// The short text a client may see in `error_description` (RFC 6750 §3).
+    /// It names the failed check, never key material or claim values.
+    pub fn client_description(&self) -> &'static str {
+        match self {
+            JwtError::Expired { .. } => "the token has expired",
+            JwtError::NotYetValid { .. } | JwtError::IssuedInFuture { .. } => {
+                "the token is not valid yet"
+            }
+            JwtError::BadSignature
+            | JwtError::UnknownKid { .. }
+            | JwtError::AlgNotAllowed { .. }
+            | JwtError::AlgMismatch { .. }
+            | JwtError::UnsupportedAlg { .. } => "the token signature is invalid",
+            JwtError::BadIssuer | JwtError::BadAudience => "the token is not for this service",
+            JwtError::MissingClaim { .. } | JwtError::InvalidClaim { .. } => {
+                "the token claims are invalid"
+            }
+            JwtError::TooLong
+            | JwtError::PartCount { .. }
+            | JwtError::Encrypted
+            | JwtError::Base64 { .. }
+            | JwtError::Json { .. }
+            | JwtError::Crit => "the token is malformed",
+        }
+    }
+}
+
+/// Verifies a compact JWS and returns the identity it carries.
+///
+/// `now` is seconds since the Unix epoch.
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+) -> Result<Verified, JwtError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(JwtError::TooLong);
+    }
+    let (signing_input, header_b64, payload_b64, signature_b64) = split(token)?;
+
+    let header_json = decode_segment(header_b64, Segment::Header)?;
+    let header: Header<'_> = parse_object(&header_json, Segment::Header)?;
+    if header.crit.0 || header.b64 == Some(false) {
+        return Err(JwtError::Crit);
+    }
+    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
+        alg: header.alg.clone().into_owned(),
+    })?;
+
+    let mut signature = [0u8; 64];
+    let signature = decode_into(signature_b64, &mut signature, Segment::Signature)?;
+    if signature.len() != alg.signature_len() {
+        return Err(JwtError::BadSignature);
+    }
+    let key = select_key(keys, header.kid.as_deref(), alg, signing_input, signature)?;
+
+    let payload = decode_segment(payload_b64, Segment::Payload)?;
+    let claims = parse_claims(&payload, validation)?;
+    check_claims(&claims, validation, now)?;
+
+    Ok(Verified {
+        alg,
+        kid: key.kid.clone(),
+        user: claims.user,
+        roles: claims.roles,
+        exp: claims.exp,
+    })
+}
+
+/// Splits `header.payload.signature`, returning the signing input too.
+fn split(token: &str) -> Result<(&str, &str, &str, &str), JwtError> {
+    let mut dots = token.match_indices('.').map(|(i, _)| i);
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        return Err(match token.bytes().filter(|&b| b == b'.').count() {
+            4 => JwtError::Encrypted,
+            dots => JwtError::PartCount { parts: dots + 1 },
+        });
+    };
+    Ok((
+        &token[..second],
+        &token[..first],
+        &token[first + 1..second],
+        &token[second + 1..],
+    ))
+}
+
+/// Picks the key for this token and checks the signature with it.
+///
+/// A `kid` selects exactly one key, whose algorithm must match. Without a
+/// `kid`, every key of the token's algorithm is tried (key rotation).
+fn select_key<'k>(
+    keys: &'k KeySet,
+    kid: Option<&str>,
+    alg: Alg,
+    signing_input: &str,
+    signature: &[u8],
+) -> Result<&'k Key, JwtError> {
+    if let Some(kid) = kid {
+        let key = keys.by_kid(kid).ok_or_else(|| JwtError::UnknownKid {
+            kid: kid.to_owned(),
+        })?;
+        if key.alg != alg {
+            return Err(JwtError::AlgMismatch {
+                kid: kid.to_owned(),
+                key_alg: key.alg,
+                alg,
+            });
+        }
+        return match key.verify(signing_input.as_bytes(), signature) {
+            true => Ok(key),
+            false => Err(JwtError::BadSignature),
+        };
+    }
+    let mut candidates = keys.by_alg(alg).peekable();
+    if candidates.peek().is_none() {
+        return Err(JwtError::AlgNotAllowed { alg });
+    }
+    candidates
+        .find(|key| key.verify(signing_input.as_bytes(), signature))
+        .ok_or(JwtError::BadSignature)
+}
+
+fn decode_segment(segment: &str, which: Segment) -> Result<Vec<u8>, JwtError> {
+    // The standard engine rejects padding, non-alphabet bytes (whitespace,
+    // '+', '/') and non-zero trailing bits: one token, one spelling.
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Base64 { segment: which })
+}
+
+fn decode_into<'b>(segment: &str, buf: &'b mut [u8], which: Segment) -> Result<&'b [u8], JwtError> {
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buf)
+        .map_err(|_| JwtError::Base64 { segment: which })?;
+    Ok(&buf[..len])
+}
+
+fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8], which: Segment) -> Result<T, JwtError> {
+    // serde accepts a JSON array for a struct; a JOSE header must be an object.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(JwtError::Json {
+            segment: which,
+            reason: "not an object".to_owned(),
+        });
+    }
+    serde_json::from_slice(json).map_err(|err| JwtError::Json {
+        segment: which,
+        reason: err.to_string(),
+    })
+}
+
+/// The header members the verifier reads. Others (`typ`, `cty`, `jwk`, `jku`,
+/// `x5u`, `x5c`, …) are ignored: a token never chooses its own key.
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    /// Any `crit`, even `null`, is refused (RFC 7515 §4.1.11): no extension
+    /// is implemented.
+    #[serde(default)]
+    crit: Present,
+    /// RFC 7797 unencoded payloads are not supported; only `b64: true`
+    /// (the default meaning) passes.
+    #[serde(default)]
+    b64: Option<bool>,
+}
+
+/// Whether a member was present at all, whatever its value.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// The claims the verifier checks, as typed values.
+#[derive(Debug, Default)]
+struct Claims {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    iss: Option<String>,
+    aud: Option<Vec<String>>,
+    user: Option<String>,
+    roles: Vec<String>,
+}
+
+/// The claims as they appear in the payload, read in one pass without
+/// building a `serde_json::Value`; their types are checked afterwards.
+#[derive(Default)]
+struct RawClaims<'a> {
+    exp: Option<Json<'a>>,
+    nbf: Option<Json<'a>>,
+    iat: Option<Json<'a>>,
+    iss: Option<Json<'a>>,
+    aud: Option<Json<'a>>,
+    user: Option<Json<'a>>,
+    role: Option<Json<'a>>,
+    /// Bit i set: `validation.required[i]` was present.
+    present: u64,
+}
+
+fn parse_claims(json: &[u8], validation: &Validation) -> Result<Claims, JwtError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let raw = ClaimsSeed(validation)
+        .deserialize(&mut de)
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|err| JwtError::Json {
+            segment: Segment::Payload,
+            reason: err.to_string(),
+        })?;
+    for (i, claim) in validation.required.iter().enumerate() {
+        if raw.present & (1 << i) == 0 {
+            return Err(JwtError::MissingClaim {
+                claim: claim.clone(),
+            });
+        }
+    }
+    Ok(Claims {
+        exp: raw.exp.map(|v| numeric_date("exp", v)).transpose()?,
+        nbf: raw.nbf.map(|v| numeric_date("nbf", v)).transpose()?,
+        iat: raw.iat.map(|v| numeric_date("iat", v)).transpose()?,
+        iss: raw
+            .iss
+            .map(|v| match v {
+                Json::Str(s) => Ok(s.into_owned()),
+                _ => Err(invalid("iss", NOT_A_STRING)),
+            })
+            .transpose()?,
+        aud: raw
+            .aud
+            .map(|v| match v {
+                Json::Str(s) => Ok(vec![s.into_owned()]),
+                Json::Strings(list) => Ok(list.into_iter().map(Cow::into_owned).collect()),
+                _ => Err(invalid("aud", NOT_STRINGS)),
+            })
+            .transpose()?,
+        user: raw
+            .user
+            .map(|v| user_id(&validation.user_claim, v))
+            .transpose()?,
+        roles: match raw.role {
+            Some(v) => roles(&validation.role_claim, v)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+const NOT_A_NUMERIC_DATE: &str = "is not a NumericDate";
+const NOT_A_STRING: &str = "is not a string";
+const NOT_STRINGS: &str = "is not a string or an array of strings";
+const NOT_A_USER_ID: &str = "is not a string or an integer";
+const NOT_HEADER_SAFE: &str = "holds characters not allowed in a forwarded header";
+
+fn invalid(claim: &str, problem: &'static str) -> JwtError {
+    JwtError::InvalidClaim {
+        claim: claim.to_owned(),
+        problem,
+    }
+}
+
+/// Beyond 2^53 a JSON number is no longer an exact integer in most parsers.
+const MAX_NUMERIC_DATE: i64 = 1 << 53;
+
+/// RFC 7519 §2 NumericDate: a JSON number of seconds, possibly fractional.
+/// Strings, booleans, null and out-of-range values are refused, never
+/// treated as absent.
+fn numeric_date(claim: &str, value: Json<'_>) -> Result<i64, JwtError> {
+    let seconds = match value {
+        Json::Int(v) => Some(v),
+        Json::UInt(v) => i64::try_from(v).ok(),
+        // Rounded towards the past: a fractional exp ends at the start of its second.
+        Json::Float(v) if v.is_finite() && v.abs() <= MAX_NUMERIC_DATE as f64 => {
+            Some(v.floor() as i64)
+        }
+        _ => None,
+    };
+    seconds
+        .filter(|s| (-MAX_NUMERIC_DATE..=MAX_NUMERIC_DATE).contains(s))
+        .ok_or_else(|| invalid(claim, NOT_A_NUMERIC_DATE))
+}
+
+fn user_id(claim: &str, value: Json<'_>) -> Result<String, JwtError> {
+    let user = match value {
+        Json::Str(s) => s.into_owned(),
+        Json::Int(v) => v.to_string(),
+        Json::UInt(v) => v.to_string(),
+        _ => return Err(invalid(claim, NOT_A_USER_ID)),
+    };
+    match is_header_safe(&user) {
+        true => Ok(user),
+        false => Err(invalid(claim, NOT_HEADER_SAFE)),
+    }
+}
+
+fn roles(claim: &str, value: Json<'_>) -> Result<Vec<String>, JwtError> {
+    let roles: Vec<String> = match value {
+        Json::Str(s) => vec![s.into_owned()],
+        Json::Strings(list) => list.into_iter().map(Cow::into_owned).collect(),
+        _ => return Err(invalid(claim, NOT_STRINGS)),
+    };
+    // Roles travel joined by "," in one header, so a comma inside one role
+    // would let a token smuggle a second role past the policy.
+    match roles.iter().all(|r| is_header_safe(r) && !r.contains(',')) {
+        true => Ok(roles),
+        false => Err(invalid(claim, NOT_HEADER_SAFE)),
+    }
+}
+
+/// Non-empty visible ASCII with inner spaces: safe in any header value
+/// (RFC 9110 §5.5) and unambiguous to every backend framework.
+fn is_header_safe(value: &str) -> bool {
+    !value.is_empty()
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// A claim value, classified by JSON type. Only the shapes claims may take
+/// are kept; anything else is `Other` and consumed with bounded work.
+#[derive(Debug)]
+enum Json<'a> {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Strings(Vec<Cow<'a, str>>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::UInt(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Float(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Other)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut strings = Vec::new();
+        let mut all_strings = true;
+        while let Some(item) = seq.next_element::<Json<'de>>()? {
+            match item {
+                Json::Str(s) if all_strings => strings.push(s),
+                _ => all_strings = false,
+            }
+        }
+        Ok(if all_strings {
+            Json::Strings(strings)
+        } else {
+            Json::Other
+        })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Json::Other)
+    }
+}
+
+struct ClaimsSeed<'v>(&'v Validation);
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawClaims<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = RawClaims<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims<'de>, A::Error> {
+        let validation = self.0;
+        let mut raw = RawClaims::default();
+        // RFC 8725 §3.1 warns that parsers disagreeing on which duplicate wins
+        // is an attack; RFC 7519 §4 lets us refuse duplicates outright.
+        let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(8);
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if seen.contains(&name) {
+                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
+            }
+            if let Some(i) = validation.required.iter().position(|r| *r == name) {
+                raw.present |= 1 << i;
+            }
+            let slot = if name == validation.user_claim {
+                &mut raw.user
+            } else if name == validation.role_claim {
+                &mut raw.role
+            } else {
+                match &*name {
+                    "exp" => &mut raw.exp,
+                    "nbf" => &mut raw.nbf,
+                    "iat" => &mut raw.iat,
+                    "iss" => &mut raw.iss,
+                    "aud" => &mut raw.aud,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                        seen.push(name);
+                        continue;
+                    }
+                }
+            };
+            *slot = Some(map.next_value::<Json<'de>>()?);
+            seen.push(name);
+        }
+        Ok(raw)
+    }
+}
+
+fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<(), JwtError> {
+    let leeway = validation.leeway;
+    if let Some(exp) = claims.exp {
+        // RFC 7519 §4.1.4: the token must not be accepted "on or after" exp.
+        if now >= exp.saturating_add(leeway) {
+            return Err(JwtError::Expired { exp, now, leeway });
+        }
+    }
+    if let Some(nbf) = claims.nbf {
+        if now < nbf.saturating_sub(leeway) {
+            return Err(JwtError::NotYetValid { nbf, now, leeway });
+        }
+    }
+    if let Some(iat) = claims.iat {
+        if iat.saturating_sub(leeway) > now {
+            return Err(JwtError::IssuedInFuture { iat, now, leeway });
+        }
+    }
+    if !validation.issuers.is_empty() {
+        match &claims.iss {
+            Some(iss) if validation.issuers.contains(iss) => {}
+            Some(_) => return Err(JwtError::BadIssuer),
+            None => {
+                return Err(JwtError::MissingClaim {
+                    claim: "iss".to_owned(),
+                });
+            }
+        }
+    }
+    if !validation.audiences.is_empty() {
+        match &claims.aud {
+            Some(aud) if aud.iter().any(|a| validation.audiences.contains(a)) => {}
+            Some(_) => return Err(JwtError::BadAudience),
+            None => {
+                return Err(JwtError::MissingClaim {
+                    claim: "aud".to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

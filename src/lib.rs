@@ -1,0 +1,18 @@
+//! jwtgate: a TLS-terminating reverse proxy that verifies the JWT on every
+//! request and forwards only verified identity to its upstreams.
+//!
+//! A request's path: [`server`] (TLS, HTTP/1.1 and HTTP/2) → [`gateway`]
+//! (route → authorize → rewrite headers → forward) → [`upstream`].
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod headers;
+pub mod jwt;
+pub mod keys;
+pub mod routes;
+pub mod server;
+pub mod tls;
+pub mod token;
+pub mod upstream;

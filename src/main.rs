@@ -1,0 +1,325 @@
+//! The `jwtgate` command line: parse arguments, call the library, print one
+//! error line and exit non-zero on failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+
+use jwtgate::config::{self, Config};
+use jwtgate::gateway::{Gateway, unix_now};
+use jwtgate::jwt::{self, Alg, Validation};
+use jwtgate::keys::{Key, KeySet};
+use jwtgate::server::{self, Limits};
+use jwtgate::{demo, tls, token};
+
+/// A TLS-terminating reverse proxy that verifies the JWT on every request.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a TOML config.
+    Serve {
+        /// Path to the config file.
+        #[arg(long, short, default_value = "config/jwtgate.toml")]
+        config: PathBuf,
+    },
+    /// Walk through the product on an embedded upstream: real TLS, real tokens,
+    /// every outcome checked. Needs no files, secrets or backend.
+    Demo,
+    /// Validate a config file and print the route table.
+    Check {
+        #[arg(long, short, default_value = "config/jwtgate.toml")]
+        config: PathBuf,
+    },
+    /// Mint and read tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed token.
+    Mint {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// A string claim, `name=value` (repeatable).
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        /// A JSON claim, `name=json` (repeatable), e.g. `roles=["a","b"]`.
+        #[arg(long = "claim-json", value_name = "NAME=JSON")]
+        json_claims: Vec<String>,
+        /// Lifetime: sets `iat` to now and `exp` to now + TTL.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+    },
+    /// Decode a token; given a key, also verify it.
+    Inspect {
+        token: String,
+        #[command(flatten)]
+        key: OptionalKeyArgs,
+    },
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// Environment variable holding the HMAC secret.
+    #[arg(
+        long,
+        conflicts_with = "secret_file",
+        required_unless_present = "secret_file"
+    )]
+    secret_env: Option<String>,
+    /// File holding the HMAC secret (its exact bytes).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    #[arg(long, default_value = "HS256")]
+    alg: String,
+    /// Key id to put in (mint) or expect from (inspect) the header.
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+#[derive(Args)]
+struct OptionalKeyArgs {
+    /// Environment variable holding the HMAC secret.
+    #[arg(long, conflicts_with = "secret_file")]
+    secret_env: Option<String>,
+    /// File holding the HMAC secret.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    #[arg(long, default_value = "HS256")]
+    alg: String,
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Serve { config } => serve(&config).map(|()| ExitCode::SUCCESS),
+        Command::Demo => {
+            init_logging("warn");
+            let runtime = runtime(None)?;
+            let passed = runtime.block_on(demo::run()).map_err(|e| e.to_string())?;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check { config } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            print_routes(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Mint {
+            key,
+            claims,
+            json_claims,
+            ttl,
+        }) => {
+            let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+            let ttl = config::parse_duration(&ttl)
+                .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s or 15m"))?;
+            let now = unix_now();
+            let mut map = Map::new();
+            map.insert("iat".into(), Value::from(now));
+            map.insert(
+                "exp".into(),
+                Value::from(now.saturating_add(ttl.as_secs() as i64)),
+            );
+            for claim in claims {
+                let (name, value) = split_claim(&claim)?;
+                map.insert(name.to_owned(), Value::from(value));
+            }
+            for claim in json_claims {
+                let (name, value) = split_claim(&claim)?;
+                let value = serde_json::from_str(value)
+                    .map_err(|e| format!("--claim-json {name}: not JSON: {e}"))?;
+                map.insert(name.to_owned(), value);
+            }
+            println!("{}", token::mint(&key, &map));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(TokenCommand::Inspect { token, key }) => inspect(&token, key),
+    }
+}
+
+fn serve(path: &std::path::Path) -> Result<(), String> {
+    init_logging("info");
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let server = config.server.clone();
+    if !server.tls_cert.exists() && !server.tls_key.exists() {
+        let ca = tls::DevPki::generate()
+            .and_then(|pki| pki.write(&server.tls_cert, &server.tls_key))
+            .map_err(|e| e.to_string())?;
+        tracing::warn!(
+            cert = %server.tls_cert.display(),
+            key = %server.tls_key.display(),
+            ca = %ca.display(),
+            "no certificate found: generated a self-signed development certificate; configure a real one for production"
+        );
+    }
+    let tls = tls::load_server_config(&server.tls_cert, &server.tls_key)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let runtime = runtime(server.workers)?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
+        tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), "jwtgate serving HTTPS");
+        let gateway = Arc::new(Gateway::new(config));
+        server::serve(listener, tls, gateway, Limits::from(&server), shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn print_routes(config: &Config) {
+    println!(
+        "{:<24} {:<16} {:<9} {:<16} upstream",
+        "prefix", "methods", "auth", "roles"
+    );
+    for route in config.routes.routes() {
+        let methods = match &route.methods {
+            None => "*".to_owned(),
+            Some(m) => m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+        };
+        let roles = if route.roles.is_empty() {
+            "-".to_owned()
+        } else {
+            route.roles.join(",")
+        };
+        let auth = format!("{:?}", route.auth).to_lowercase();
+        let upstream = &config.upstreams[route.upstream];
+        println!(
+            "{:<24} {:<16} {:<9} {:<16} {} ({})",
+            route.prefix, methods, auth, roles, upstream.name, upstream.url
+        );
+    }
+}
+
+fn load_key(
+    env: Option<String>,
+    file: Option<PathBuf>,
+    alg: &str,
+    kid: Option<String>,
+) -> Result<Key, String> {
+    let alg = Alg::from_name(alg)
+        .ok_or_else(|| format!("--alg {alg:?} is not one of HS256, HS384, HS512"))?;
+    let secret = match (env, file) {
+        (Some(var), _) => std::env::var(&var)
+            .map(String::into_bytes)
+            .map_err(|_| format!("environment variable {var} is not set"))?,
+        (None, Some(path)) => {
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        }
+        (None, None) => return Err("give --secret-env or --secret-file".to_owned()),
+    };
+    Key::hmac(kid, alg, &secret).map_err(|e| e.to_string())
+}
+
+fn split_claim(claim: &str) -> Result<(&str, &str), String> {
+    claim
+        .split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| format!("claim {claim:?} is not NAME=VALUE"))
+}
+
+fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
+    let (header, claims) = token::decode_unverified(token).map_err(|e| e.to_string())?;
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    println!("header: {}", pretty(&header));
+    println!("claims: {}", pretty(&claims));
+    let now = unix_now();
+    if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
+        let delta = exp - now;
+        if delta > 0 {
+            println!("expires: in {delta}s (exp {exp})");
+        } else {
+            println!("expired: {}s ago (exp {exp})", -delta);
+        }
+    }
+    if key.secret_env.is_none() && key.secret_file.is_none() {
+        println!("signature: not checked (give --secret-env or --secret-file)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+    let keys = KeySet::new(vec![key]);
+    let validation = Validation {
+        required: Vec::new(),
+        ..Validation::default()
+    };
+    match jwt::verify(token.trim(), &keys, &validation, now) {
+        Ok(_) => {
+            println!("signature: valid; token accepted");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            println!("verification: failed: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

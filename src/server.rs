@@ -1,0 +1,132 @@
+//! The accept loop: TLS in the connection's own task under a timeout,
+//! HTTP/1.1 or HTTP/2 by ALPN, a cap on open connections, graceful drain.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config;
+use crate::gateway::Gateway;
+
+/// Connection-level limits, from `[server]`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl From<&config::Server> for Limits {
+    fn from(server: &config::Server) -> Limits {
+        Limits {
+            handshake_timeout: server.handshake_timeout,
+            header_read_timeout: server.header_read_timeout,
+            max_connections: server.max_connections,
+            shutdown_grace: server.shutdown_grace,
+        }
+    }
+}
+
+/// Concurrent HTTP/2 streams per connection (RFC 9113 §5.1.2 suggests ≥ 100).
+const H2_MAX_STREAMS: u32 = 128;
+
+/// Serves until `shutdown` resolves, then stops accepting and waits up to
+/// `limits.shutdown_grace` for open connections to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    gateway: Arc<Gateway>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // the semaphore is never closed
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let gateway = gateway.clone();
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let handshake_timeout = limits.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    tracing::debug!(%client, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%client, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { gateway.handle(request, client).await }
+            });
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let http = if http2 {
+                http.http2_only()
+            } else {
+                http.http1_only()
+            };
+            let connection = http
+                .serve_connection(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!(%client, error = %err, "connection ended with an error");
+            }
+        });
+    }
+
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down; draining connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! TLS: PEM files → rustls `ServerConfig`, and development certificates.
+//!
+//! One crypto provider (ring) is used everywhere and passed explicitly, so
+//! rustls never has to guess a process-wide default.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate chain {path}: {source}")]
+    Cert {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no certificate")]
+    NoCert { path: PathBuf },
+    #[error("cannot read private key {path} (PKCS#8, PKCS#1 or SEC1 PEM): {source}")]
+    Key {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("certificate and key do not make a usable TLS config: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot generate a development certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the server config: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Reads a PEM certificate chain and private key.
+pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Cert {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCert {
+            path: cert.to_owned(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+    server_config(chain, key)
+}
+
+/// A client config trusting exactly `roots`, offering `h2` and/or `http/1.1`.
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A throwaway CA and a server certificate it signed for `localhost` and
+/// `127.0.0.1`. The CA's key is dropped: it can sign nothing else.
+pub struct DevPki {
+    pub ca_cert: CertificateDer<'static>,
+    pub ca_pem: String,
+    pub server_chain: Vec<CertificateDer<'static>>,
+    pub server_chain_pem: String,
+    pub server_key: PrivateKeyDer<'static>,
+    pub server_key_pem: String,
+}
+
+impl DevPki {
+    pub fn generate() -> Result<DevPki, TlsError> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "jwtgate development CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate()?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "jwtgate development server");
+        let server = params.signed_by(&server_key, &issuer)?;
+
+        let key_der = PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+        Ok(DevPki {
+            ca_pem: ca.pem(),
+            server_chain_pem: format!("{}{}", server.pem(), ca.pem()),
+            server_chain: vec![server.der().clone(), ca.der().clone()],
+            ca_cert: ca.der().clone(),
+            server_key: key_der,
+            server_key_pem: server_key.serialize_pem(),
+        })
+    }
+
+    /// Writes the chain, the key (mode 0600) and the CA certificate (`ca.crt`
+    /// beside the chain, for `curl --cacert`).
+    pub fn write(&self, cert: &Path, key: &Path) -> Result<PathBuf, TlsError> {
+        let write = |path: &Path, text: &str| {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+            std::fs::write(path, text).map_err(|source| TlsError::Write {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        write(cert, &self.server_chain_pem)?;
+        write(key, &self.server_key_pem)?;
+        restrict_to_owner(key).map_err(|source| TlsError::Write {
+            path: key.to_owned(),
+            source,
+        })?;
+        let ca = cert.with_file_name("ca.crt");
+        write(&ca, &self.ca_pem)?;
+        Ok(ca)
+    }
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_: &Path) -> io::Result<()> {
+    Ok(())
+}
