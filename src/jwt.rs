@@ -338,9 +338,19 @@ fn parse_object<'a, T: Deserialize<'a>>(json: &'a [u8], which: Segment) -> Resul
             reason: "not an object".to_owned(),
         });
     }
-    serde_json::from_slice(json).map_err(|err| JwtError::Json {
+    serde_json::from_str(utf8(json, which)?).map_err(|err| JwtError::Json {
         segment: which,
         reason: err.to_string(),
+    })
+}
+
+/// RFC 7515 §5.2 step 4 and RFC 7519 §7.2 step 10: the JSON must be UTF-8.
+/// serde_json checks only the strings it decodes and skips ignored ones
+/// unchecked, so the whole segment is checked here.
+fn utf8(json: &[u8], which: Segment) -> Result<&str, JwtError> {
+    std::str::from_utf8(json).map_err(|_| JwtError::Json {
+        segment: which,
+        reason: "not UTF-8".to_owned(),
     })
 }
 
@@ -400,7 +410,7 @@ struct RawClaims<'a> {
 }
 
 fn parse_claims(json: &[u8], validation: &Validation) -> Result<Claims, JwtError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let mut de = serde_json::Deserializer::from_str(utf8(json, Segment::Payload)?);
     let raw = ClaimsSeed(validation)
         .deserialize(&mut de)
         .and_then(|raw| de.end().map(|()| raw))
@@ -680,3 +690,6 @@ fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
