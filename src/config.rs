@@ -174,8 +174,8 @@ struct RawJwt {
     audiences: Vec<String>,
     leeway: Option<Spanned<String>>,
     require: Option<Spanned<Vec<String>>>,
-    user_claim: Option<String>,
-    role_claim: Option<String>,
+    user_claim: Option<Spanned<String>>,
+    role_claim: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
 }
@@ -215,17 +215,17 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     let (validation, keys) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
-    if keys.first().is_none() {
-        if let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None) {
-            return Err(Invalid {
-                span: None,
-                key: "jwt.keys".to_owned(),
-                message: format!(
-                    "route {} checks tokens but no [[jwt.keys]] is configured",
-                    route.prefix
-                ),
-            });
-        }
+    if keys.first().is_none()
+        && let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None)
+    {
+        return Err(Invalid {
+            span: None,
+            key: "jwt.keys".to_owned(),
+            message: format!(
+                "route {} checks tokens but no [[jwt.keys]] is configured",
+                route.prefix
+            ),
+        });
     }
     Ok(Config {
         server,
@@ -294,8 +294,8 @@ fn validate_jwt(
         issuers: raw.issuers,
         audiences: raw.audiences,
         required,
-        user_claim: raw.user_claim.unwrap_or(defaults.user_claim),
-        role_claim: raw.role_claim.unwrap_or(defaults.role_claim),
+        user_claim: identity_claim(raw.user_claim, "jwt.user_claim", defaults.user_claim)?,
+        role_claim: identity_claim(raw.role_claim, "jwt.role_claim", defaults.role_claim)?,
     };
 
     let mut keys = Vec::new();
@@ -340,14 +340,14 @@ fn validate_jwt(
                 });
             }
         };
-        if let Some(kid) = &raw_key.kid {
-            if !kids.insert(kid.get_ref().clone()) {
-                return Err(invalid(
-                    kid,
-                    at("kid"),
-                    format!("kid {:?} is used twice", kid.get_ref()),
-                ));
-            }
+        if let Some(kid) = &raw_key.kid
+            && !kids.insert(kid.get_ref().clone())
+        {
+            return Err(invalid(
+                kid,
+                at("kid"),
+                format!("kid {:?} is used twice", kid.get_ref()),
+            ));
         }
         let kid = raw_key.kid.map(Spanned::into_inner);
         let key = Key::hmac(kid, alg, &secret).map_err(|err| Invalid {
@@ -358,6 +358,31 @@ fn validate_jwt(
         keys.push(key);
     }
     Ok((validation, KeySet::new(keys)))
+}
+
+/// The user and role claims must not be claims the verifier checks itself:
+/// `user_claim = "exp"` would switch off expiry.
+fn identity_claim(
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default: String,
+) -> Result<String, Invalid> {
+    match raw {
+        None => Ok(default),
+        Some(name)
+            if ["exp", "nbf", "iat", "iss", "aud", ""].contains(&name.get_ref().as_str()) =>
+        {
+            Err(invalid(
+                &name,
+                key,
+                format!(
+                    "{:?} is checked by the verifier; name another claim",
+                    name.get_ref()
+                ),
+            ))
+        }
+        Some(name) => Ok(name.into_inner()),
+    }
 }
 
 fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
@@ -666,6 +691,13 @@ url = "http://127.0.0.1:8080"
     fn bad_listen_address_is_named() {
         let err = error(&BASE.replace("127.0.0.1:8443", "localhost"));
         assert!(err.starts_with("test.toml:3: server.listen: "), "{err}");
+    }
+
+    #[test]
+    fn identity_claims_cannot_shadow_checked_claims() {
+        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nuser_claim = \"exp\"\n[[jwt.keys]]")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("jwt.user_claim: \"exp\" is checked by the verifier"));
     }
 
     #[test]

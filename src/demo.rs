@@ -103,7 +103,10 @@ pub async fn run() -> Result<bool, DemoError> {
 
     let client = Client {
         addr: gateway_addr,
-        tls: TlsConnector::from(tls::client_config(&[pki.ca_cert.clone()], &[b"http/1.1"])?),
+        tls: TlsConnector::from(tls::client_config(
+            std::slice::from_ref(&pki.ca_cert),
+            &[b"http/1.1"],
+        )?),
     };
     let key = Key::hmac(Some("demo".to_owned()), Alg::HS256, secret.as_bytes())?;
     let mut demo = Demo {

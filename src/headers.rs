@@ -94,10 +94,10 @@ pub fn prepare_request(
         if let Some(user) = identity.user.and_then(|u| HeaderValue::from_str(u).ok()) {
             headers.insert(X_USER_ID, user);
         }
-        if !identity.roles.is_empty() {
-            if let Ok(roles) = HeaderValue::from_str(&identity.roles.join(",")) {
-                headers.insert(X_ROLE, roles);
-            }
+        if !identity.roles.is_empty()
+            && let Ok(roles) = HeaderValue::from_str(&identity.roles.join(","))
+        {
+            headers.insert(X_ROLE, roles);
         }
     }
 

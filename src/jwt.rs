@@ -656,15 +656,15 @@ fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<()
             return Err(JwtError::Expired { exp, now, leeway });
         }
     }
-    if let Some(nbf) = claims.nbf {
-        if now < nbf.saturating_sub(leeway) {
-            return Err(JwtError::NotYetValid { nbf, now, leeway });
-        }
+    if let Some(nbf) = claims.nbf
+        && now < nbf.saturating_sub(leeway)
+    {
+        return Err(JwtError::NotYetValid { nbf, now, leeway });
     }
-    if let Some(iat) = claims.iat {
-        if iat.saturating_sub(leeway) > now {
-            return Err(JwtError::IssuedInFuture { iat, now, leeway });
-        }
+    if let Some(iat) = claims.iat
+        && iat.saturating_sub(leeway) > now
+    {
+        return Err(JwtError::IssuedInFuture { iat, now, leeway });
     }
     if !validation.issuers.is_empty() {
         match &claims.iss {

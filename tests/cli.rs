@@ -1,0 +1,261 @@
+//! The `jwtgate` binary as a user runs it: errors are one line and exit 1;
+//! tokens round-trip; `serve` runs from a config file; `demo` passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use support::{Protocol, Upstream};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
+
+/// Runs the binary to completion; a run longer than 30 s is killed and fails the test.
+fn jwtgate(args: &[&str], dir: &std::path::Path) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("JWTGATE_SECRET", support::SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("jwtgate {args:?} did not finish in 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A fresh directory under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jwtgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn broken_config_is_one_line_naming_file_line_and_key_with_exit_1() {
+    let dir = scratch("broken");
+    let example = include_str!("../config/jwtgate.toml");
+    let broken = example.replacen(
+        "upstream = \"app\"\nmethods",
+        "upstream = \"ap\"\nmethods",
+        1,
+    );
+    std::fs::write(dir.join("jwtgate.toml"), &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l == "upstream = \"ap\"")
+        .unwrap()
+        + 1;
+    let output = jwtgate(&["serve", "--config", "jwtgate.toml"], &dir);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("error: jwtgate.toml:{line}: route[1].upstream: no upstream named \"ap\"\n")
+    );
+}
+
+#[test]
+fn startup_failures_are_one_line_never_a_panic() {
+    let dir = scratch("startup");
+    std::fs::write(dir.join("bad.crt"), "not a certificate").unwrap();
+    std::fs::write(dir.join("bad.key"), "not a key").unwrap();
+    let example = include_str!("../config/jwtgate.toml");
+    let cases = [
+        ("missing file", None, "error: nope.toml: cannot read: "),
+        (
+            "missing secret",
+            Some(example.replace("JWTGATE_SECRET", "JWTGATE_UNSET_VAR")),
+            "jwt.keys[0].secret_env: environment variable JWTGATE_UNSET_VAR is not set",
+        ),
+        (
+            "bad listen",
+            Some(example.replace("0.0.0.0:8443", "0.0.0.0:http")),
+            "server.listen: \"0.0.0.0:http\" is not an address:port",
+        ),
+        (
+            "unreadable cert",
+            Some(
+                example
+                    .replace("certs/server.crt", "bad.crt")
+                    .replace("certs/server.key", "bad.key"),
+            ),
+            "bad.crt holds no certificate",
+        ),
+        ("not TOML", Some("[server\n".to_owned()), "jwtgate.toml:1"),
+    ];
+    for (name, text, expected) in cases {
+        let config = match &text {
+            Some(text) => {
+                std::fs::write(dir.join("jwtgate.toml"), text).unwrap();
+                "jwtgate.toml"
+            }
+            None => "nope.toml",
+        };
+        let output = jwtgate(&["serve", "--config", config], &dir);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "{name}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn minted_token_inspects_and_verifies_with_the_same_secret() {
+    let dir = scratch("token");
+    let mint = jwtgate(
+        &[
+            "token",
+            "mint",
+            "--secret-env",
+            "JWTGATE_SECRET",
+            "--claim",
+            "sub=42",
+            "--claim",
+            "role=user",
+            "--ttl",
+            "15m",
+        ],
+        &dir,
+    );
+    assert!(mint.status.success(), "{}", stderr(&mint));
+    let token = String::from_utf8(mint.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let inspect = jwtgate(&["token", "inspect", &token], &dir);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("\"sub\": \"42\"") && text.contains("\"role\": \"user\""),
+        "{text}"
+    );
+    assert!(text.contains("expires: in 9"), "{text}");
+
+    let verified = jwtgate(
+        &["token", "inspect", &token, "--secret-env", "JWTGATE_SECRET"],
+        &dir,
+    );
+    assert!(verified.status.success());
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("signature: valid"));
+
+    std::fs::write(
+        dir.join("other.key"),
+        "a-different-secret-of-sufficient-length!",
+    )
+    .unwrap();
+    let wrong = jwtgate(
+        &["token", "inspect", &token, "--secret-file", "other.key"],
+        &dir,
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("signature does not verify"));
+}
+
+#[test]
+fn demo_walks_through_every_step_and_exits_zero() {
+    let output = jwtgate(&["demo"], &scratch("demo"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", stderr(&output));
+    assert!(text.contains("8 passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn check_prints_the_route_table_longest_prefix_first() {
+    let output = jwtgate(
+        &["check", "--config", "config/jwtgate.toml"],
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let prefixes: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(prefixes, ["/public", "/admin", "/"]);
+}
+
+#[tokio::test]
+async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
+    let dir = scratch("serve");
+    let upstream = Upstream::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = include_str!("../config/jwtgate.toml")
+        .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &upstream.addr.to_string())
+        .replace("issuers = [", "# issuers = [")
+        .replace("audiences = [", "# audiences = [");
+    std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", "jwtgate.toml"])
+        .current_dir(&dir)
+        .env("JWTGATE_SECRET", support::SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ca = CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap();
+    let client = support::Client::with_roots(addr, vec![ca], Protocol::Http1);
+    let token = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "role": "user", "exp": jwtgate::gateway::unix_now() + 60}),
+    );
+    let reply = client.get("/orders", Some(&token)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.last().header("x-user-id"), Some("42"));
+    assert_eq!(
+        client.get("/orders", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let key_mode = std::fs::metadata(dir.join("certs/server.key")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(key_mode.permissions().mode() & 0o777, 0o600);
+    }
+    let _ = key_mode;
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,268 @@
+//! Transparency: what the client sends reaches the upstream and back, minus
+//! what must not cross the gateway; HTTP/1.1 and HTTP/2 clients alike.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::Full;
+use support::{Protocol, Reply, TestGateway, Upstream, token};
+
+async fn setup() -> (Upstream, TestGateway) {
+    let upstream = Upstream::start().await;
+    let gateway = TestGateway::default(&upstream).await;
+    (upstream, gateway)
+}
+
+fn request(method: Method, path: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {}", token("user")))
+}
+
+async fn both(gateway: &TestGateway, build: impl Fn() -> Request<Full<Bytes>>) -> [Reply; 2] {
+    [
+        gateway.client().send(build()).await,
+        gateway.h2_client().send(build()).await,
+    ]
+}
+
+#[tokio::test]
+async fn method_path_query_and_body_pass_through_on_http1_and_http2() {
+    let (upstream, gateway) = setup().await;
+    let replies = both(&gateway, || {
+        request(Method::PUT, "/orders/7?expand=items&x=%20y")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{\"qty\":3}")))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(replies[0].version, Version::HTTP_11);
+    assert_eq!(replies[1].version, Version::HTTP_2);
+    for (reply, seen) in replies.iter().zip(upstream.seen()) {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(&reply.body[..], b"ok");
+        assert_eq!(seen.method, Method::PUT);
+        assert_eq!(seen.target, "/orders/7?expand=items&x=%20y");
+        assert_eq!(&seen.body[..], b"{\"qty\":3}");
+        assert_eq!(seen.header("content-type"), Some("application/json"));
+        assert_eq!(seen.header("x-user-id"), Some("42"));
+    }
+}
+
+#[tokio::test]
+async fn client_sent_identity_headers_never_reach_the_upstream_in_any_spelling() {
+    let (upstream, gateway) = setup().await;
+    for path in ["/public/x", "/maybe", "/orders"] {
+        for protocol in [Protocol::Http1, Protocol::Http2] {
+            let client = match protocol {
+                Protocol::Http1 => gateway.client(),
+                Protocol::Http2 => gateway.h2_client(),
+            };
+            let mut builder = Request::builder()
+                .method(Method::OPTIONS)
+                .uri(path)
+                .header("X-User-Id", "1")
+                .header("x-role", "admin")
+                .header("X_User_Id", "1")
+                .header("X_ROLE", "admin");
+            if path == "/orders" {
+                builder = builder.header("authorization", format!("Bearer {}", token("user")));
+            }
+            if protocol == Protocol::Http1 {
+                builder = builder.header("connection", "X-User-Id, X-Role");
+            }
+            let reply = client.send(builder.body(Full::default()).unwrap()).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path} {protocol:?}");
+            let seen = upstream.last();
+            let ids: Vec<_> = seen.headers.get_all("x-user-id").iter().collect();
+            let roles: Vec<_> = seen.headers.get_all("x-role").iter().collect();
+            if path == "/orders" {
+                assert_eq!(ids, ["42"], "{path} {protocol:?}");
+                assert_eq!(roles, ["user"], "{path} {protocol:?}");
+            } else {
+                assert!(ids.is_empty() && roles.is_empty(), "{path} {protocol:?}");
+            }
+            assert!(seen.header("x_user_id").is_none() && seen.header("x_role").is_none());
+            assert!(seen.header("authorization").is_none());
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_set_by_the_gateway() {
+    let (upstream, gateway) = setup().await;
+    let reply = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("host", "api.example.com")
+                .header("x-forwarded-for", "6.6.6.6")
+                .header("x-forwarded-proto", "http")
+                .header("forwarded", "for=6.6.6.6")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("api.example.com"));
+    assert_eq!(seen.header("forwarded"), None);
+    assert_eq!(
+        seen.header("host"),
+        Some(upstream.addr.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn repeated_response_headers_survive_and_hop_by_hop_ones_are_dropped() {
+    let upstream = Upstream::with(|_| async {
+        Response::builder()
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2")
+            .header("connection", "x-internal")
+            .header("x-internal", "secret")
+            .header("keep-alive", "timeout=5")
+            .body(Full::new(Bytes::from_static(b"ok")))
+            .unwrap()
+    })
+    .await;
+    let gateway = TestGateway::default(&upstream).await;
+    for reply in both(&gateway, || {
+        request(Method::GET, "/").body(Full::default()).unwrap()
+    })
+    .await
+    {
+        let cookies: Vec<_> = reply.headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(reply.header("x-internal").is_none());
+        assert!(reply.header("keep-alive").is_none());
+    }
+}
+
+#[tokio::test]
+async fn request_hop_by_hop_headers_are_not_forwarded() {
+    let (upstream, gateway) = setup().await;
+    gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("connection", "keep-alive, x-drop-me")
+                .header("x-drop-me", "1")
+                .header("keep-alive", "timeout=5")
+                .header("proxy-authorization", "Basic eA==")
+                .header("te", "trailers")
+                .header("x-keep-me", "1")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    let seen = upstream.last();
+    for gone in ["x-drop-me", "keep-alive", "proxy-authorization", "te"] {
+        assert!(seen.header(gone).is_none(), "{gone}");
+    }
+    assert_eq!(seen.header("x-keep-me"), Some("1"));
+}
+
+#[tokio::test]
+async fn large_bodies_stream_through_both_ways() {
+    let upstream = Upstream::with(|seen| {
+        let size = seen.body.len();
+        async move { Response::new(Full::new(Bytes::from(vec![b'z'; size * 2]))) }
+    })
+    .await;
+    let gateway = TestGateway::default(&upstream).await;
+    let body = Bytes::from(vec![b'a'; 3 * 1024 * 1024]);
+    for reply in both(&gateway, || {
+        request(Method::POST, "/upload")
+            .body(Full::new(body.clone()))
+            .unwrap()
+    })
+    .await
+    {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body.len(), 6 * 1024 * 1024);
+    }
+    assert!(upstream.seen().iter().all(|s| s.body == body));
+}
+
+#[tokio::test]
+async fn unknown_path_gets_404_at_the_edge() {
+    let upstream = Upstream::start().await;
+    let config = support::CONFIG.replace("[[route]]\npath = \"/\"\nupstream = \"app\"\n", "");
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    let reply = gateway.client().get("/nowhere", Some(&token("user"))).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn path_tricks_route_and_forward_the_same_normalised_path() {
+    let (upstream, gateway) = setup().await;
+    let user = token("user");
+    // Each of these is /admin in disguise: the admin rule must apply (403 for a user).
+    for path in [
+        "/admin/../admin",
+        "//admin",
+        "/./admin",
+        "/%61dmin",
+        "/public/../admin",
+        "/admin/x/..",
+    ] {
+        let reply = gateway.client().get(path, Some(&user)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // Ambiguous encodings are refused outright.
+    for path in [
+        "/admin%2fusers",
+        "/public%2f..%2fadmin",
+        "/public/..%2fadmin",
+        "/admin;x=1",
+        "/public/%2e%2e;/admin",
+        "/a%00",
+        "/a%zz",
+    ] {
+        let reply = gateway.client().get(path, Some(&user)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    assert_eq!(upstream.count(), 0);
+    // Routes are case-sensitive; the upstream receives the routed path.
+    let reply = gateway.client().get("/public/a/./b/../c", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.last().target, "/public/a/c");
+    let reply = gateway.client().get("/PUBLIC/x", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn upstream_base_path_is_prefixed() {
+    let upstream = Upstream::start().await;
+    let config =
+        support::CONFIG.replace("url = \"http://UPSTREAM\"", "url = \"http://UPSTREAM/v1/\"");
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    gateway.client().get("/public/x?y=1", None).await;
+    assert_eq!(upstream.last().target, "/v1/public/x?y=1");
+}
+
+#[tokio::test]
+async fn keep_alive_connection_serves_many_requests() {
+    // One TLS connection, several requests: the pooled upstream client and
+    // the HTTP/1.1 server both keep their connections.
+    let (upstream, gateway) = setup().await;
+    let reply = support::raw_tls(
+        gateway.addr,
+        &gateway.pki,
+        b"GET /public/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /public/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /public/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+    assert_eq!(upstream.count(), 3);
+}
