@@ -30,6 +30,33 @@ pub struct Config {
     /// `[jwt] query_param`: a query parameter that may carry the token
     /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
     pub token_query_param: Option<String>,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log and the rest go (stderr) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `error`, `warn`, `info` (the default: one access line per request),
+    /// `debug` or `trace`. The `JWTGATE_LOG` environment variable overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable `key=value` lines.
+    Text,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +195,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct RawConfig {
     server: RawServer,
     admin: Option<RawAdmin>,
+    log: Option<RawLog>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -198,6 +226,13 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,7 +314,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             ),
         });
     }
+    let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
     Ok(Config {
+        log,
         server,
         admin,
         validation,
@@ -444,6 +481,41 @@ fn validate_jwt(
         keys.push(key);
     }
     Ok((validation, KeySet::new(keys)))
+}
+
+fn validate_log(raw: RawLog) -> Result<Log, Invalid> {
+    let defaults = Log::default();
+    let level = match raw.level {
+        None => defaults.level,
+        Some(level)
+            if ["error", "warn", "info", "debug", "trace"].contains(&level.get_ref().as_str()) =>
+        {
+            level.into_inner()
+        }
+        Some(level) => {
+            return Err(invalid(
+                &level,
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    level.get_ref()
+                ),
+            ));
+        }
+    };
+    let format = match raw.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            let span = raw.format.as_ref().map(Spanned::span);
+            return Err(Invalid {
+                span,
+                key: "log.format".to_owned(),
+                message: format!("{other:?} is not one of json, text"),
+            });
+        }
+    };
+    Ok(Log { level, format })
 }
 
 /// The user and role claims must not be claims the verifier checks itself:

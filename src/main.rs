@@ -131,7 +131,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve { config } => serve(&config).map(|()| ExitCode::SUCCESS),
         Command::Demo => {
-            init_logging("warn");
+            init_logging(&config::Log {
+                level: "warn".to_owned(),
+                format: config::LogFormat::Text,
+            });
             let runtime = runtime(None)?;
             let passed = runtime.block_on(demo::run()).map_err(|e| e.to_string())?;
             Ok(if passed {
@@ -193,8 +196,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn serve(path: &std::path::Path) -> Result<(), String> {
-    init_logging("info");
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    init_logging(&config.log);
     let server = config.server.clone();
     if !server.tls_cert.exists() && !server.tls_key.exists() {
         let ca = tls::DevPki::generate()
@@ -289,14 +292,17 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
+fn init_logging(log: &config::Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn print_routes(config: &Config) {
