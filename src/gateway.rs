@@ -19,7 +19,7 @@ use crate::jwt::{Validation, Verified};
 use crate::keys::KeySet;
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
-use crate::upstream::{Body, Upstream, UpstreamError};
+use crate::upstream::{self, Body, Upstream, UpstreamError};
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -261,7 +261,13 @@ impl Gateway {
             Some(split) => split.rest.as_deref(),
             None => uri.query(),
         };
+        // A WebSocket (or other) upgrade goes through only after the checks above.
+        let upgrade = headers::requested_upgrade(&request);
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         rewrite_request_headers(&mut request, verified.as_ref(), client);
+        if let Some(protocol) = &upgrade {
+            headers::keep_upgrade(request.headers_mut(), protocol.clone());
+        }
         let upstream = &self.upstreams[route.upstream];
         let sent = Instant::now();
         let response = upstream
@@ -271,7 +277,18 @@ impl Gateway {
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(response.headers_mut());
+        if let (true, Some(client_side), Some(protocol)) =
+            (switched, client_side, upstream_protocol)
+        {
+            headers::keep_upgrade(response.headers_mut(), protocol);
+            tokio::spawn(upstream::tunnel(
+                client_side,
+                hyper::upgrade::on(&mut response),
+            ));
+        }
         Ok((response, verified.and_then(|v| v.user)))
     }
 }

@@ -36,8 +36,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Removes hop-by-hop headers, including those named in `Connection`.
-/// `Upgrade` is hop-by-hop too; it is removed because upgrades are not proxied.
+/// Removes hop-by-hop headers, including those named in `Connection`, and
+/// `Upgrade` (an upgrade the gateway allows is put back by `keep_upgrade`).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let nominated: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -50,6 +50,33 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (RFC 9110 §7.8):
+/// an `Upgrade` header and `upgrade` among the `Connection` options.
+/// HTTP/2 has no such mechanism.
+pub fn requested_upgrade<B>(request: &http::Request<B>) -> Option<HeaderValue> {
+    if request.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let headers = request.headers();
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+    let mut protocols = headers.get_all(header::UPGRADE).iter();
+    match (connection_upgrade, protocols.next(), protocols.next()) {
+        (true, Some(protocol), None) => Some(protocol.clone()),
+        _ => None,
+    }
+}
+
+/// Puts back the two headers an upgrade needs after `remove_hop_by_hop`.
+pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
 }
 
 /// Whether `name` is, or would be merged by a backend into, an identity header.
