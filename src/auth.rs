@@ -3,8 +3,8 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::jwt::{self, JwtError, Validation, Verified};
-use crate::keys::KeySet;
+use crate::jwks::Keyring;
+use crate::jwt::{JwtError, Validation, Verified};
 use crate::routes::{AuthMode, Route};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +57,10 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 
 /// Authenticates and authorises a request for `route`. `Ok(None)`: forward
 /// without identity (public route, or optional route without a token).
-pub fn authorize(
+pub async fn authorize(
     route: &Route,
     headers: &HeaderMap,
-    keys: &KeySet,
+    keys: &Keyring,
     validation: &Validation,
     now: i64,
 ) -> Result<Option<Verified>, AuthError> {
@@ -72,7 +72,7 @@ pub fn authorize(
         (None, AuthMode::Optional) => return Ok(None),
         (None, _) => return Err(AuthError::Missing),
     };
-    let verified = jwt::verify(token, keys, validation, now)?;
+    let verified = keys.verify(token, validation, now).await?;
     if !route.roles.is_empty() && !verified.roles.iter().any(|r| route.roles.contains(r)) {
         return Err(AuthError::Forbidden {
             user: verified.user,

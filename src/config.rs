@@ -13,6 +13,7 @@ use http::{Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, Validation};
 use crate::keys::{Key, KeySet};
 use crate::routes::{AuthMode, Route, RouteTable};
@@ -22,7 +23,10 @@ use crate::routes::{AuthMode, Route, RouteTable};
 pub struct Config {
     pub server: Server,
     pub validation: Validation,
+    /// Static keys and the keys of local JWKS files, loaded at start-up.
     pub keys: KeySet,
+    /// Every `[[jwt.jwks]]` source (URL sources are fetched by the gateway).
+    pub jwks: Vec<Source>,
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
 }
@@ -178,6 +182,8 @@ struct RawJwt {
     role_claim: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    jwks: Vec<Spanned<RawJwks>>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +193,20 @@ struct RawKey {
     alg: Spanned<String>,
     secret_env: Option<Spanned<String>>,
     secret_file: Option<Spanned<PathBuf>>,
+    public_key_file: Option<Spanned<PathBuf>>,
+    issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    file: Option<Spanned<PathBuf>>,
+    url: Option<Spanned<String>>,
+    issuer: Option<String>,
+    ca_file: Option<Spanned<PathBuf>>,
+    alg: Option<Spanned<String>>,
+    refresh: Option<Spanned<String>>,
+    cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -212,17 +232,18 @@ struct RawRoute {
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
-    let (validation, keys) = validate_jwt(raw.jwt, env)?;
+    let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
     if keys.first().is_none()
+        && jwks.is_empty()
         && let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None)
     {
         return Err(Invalid {
             span: None,
             key: "jwt.keys".to_owned(),
             message: format!(
-                "route {} checks tokens but no [[jwt.keys]] is configured",
+                "route {} checks tokens but no [[jwt.keys]] or [[jwt.jwks]] is configured",
                 route.prefix
             ),
         });
@@ -231,6 +252,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         server,
         validation,
         keys,
+        jwks,
         upstreams,
         routes,
     })
@@ -275,7 +297,7 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
 fn validate_jwt(
     raw: RawJwt,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Validation, KeySet), Invalid> {
+) -> Result<(Validation, KeySet, Vec<Source>), Invalid> {
     let defaults = Validation::default();
     let leeway = duration_or(raw.leeway, "jwt.leeway", 30)?;
     let required = match raw.require {
@@ -304,40 +326,43 @@ fn validate_jwt(
         let span = raw_key.span();
         let raw_key = raw_key.into_inner();
         let at = |field: &str| format!("jwt.keys[{i}].{field}");
-        let alg = Alg::from_name(raw_key.alg.get_ref()).ok_or_else(|| {
-            invalid(
-                &raw_key.alg,
-                at("alg"),
-                format!(
-                    "{:?} is not one of HS256, HS384, HS512",
-                    raw_key.alg.get_ref()
-                ),
-            )
-        })?;
-        let secret = match (raw_key.secret_env, raw_key.secret_file) {
-            (Some(var), None) => env(var.get_ref())
-                .filter(|s| !s.is_empty())
-                .map(String::into_bytes)
-                .ok_or_else(|| {
+        let alg = parse_alg(&raw_key.alg, &at("alg"))?;
+        let whole = |message: String| Invalid {
+            span: Some(span.clone()),
+            key: format!("jwt.keys[{i}]"),
+            message,
+        };
+        let material = match (
+            raw_key.secret_env,
+            raw_key.secret_file,
+            raw_key.public_key_file,
+        ) {
+            (Some(var), None, None) => KeyMaterial::Secret(
+                env(var.get_ref())
+                    .filter(|s| !s.is_empty())
+                    .map(String::into_bytes)
+                    .ok_or_else(|| {
+                        invalid(
+                            &var,
+                            at("secret_env"),
+                            format!("environment variable {} is not set", var.get_ref()),
+                        )
+                    })?,
+            ),
+            (None, Some(path), None) => {
+                KeyMaterial::Secret(std::fs::read(path.get_ref()).map_err(|err| {
                     invalid(
-                        &var,
-                        at("secret_env"),
-                        format!("environment variable {} is not set", var.get_ref()),
+                        &path,
+                        at("secret_file"),
+                        format!("cannot read {}: {err}", path.get_ref().display()),
                     )
-                })?,
-            (None, Some(path)) => std::fs::read(path.get_ref()).map_err(|err| {
-                invalid(
-                    &path,
-                    at("secret_file"),
-                    format!("cannot read {}: {err}", path.get_ref().display()),
-                )
-            })?,
+                })?)
+            }
+            (None, None, Some(path)) => KeyMaterial::PublicKey(path),
             _ => {
-                return Err(Invalid {
-                    span: Some(span),
-                    key: format!("jwt.keys[{i}]"),
-                    message: "set exactly one of secret_env or secret_file (inline secrets are not accepted)".to_owned(),
-                });
+                return Err(whole(
+                    "set exactly one of secret_env, secret_file or public_key_file (inline secrets are not accepted)".to_owned(),
+                ));
             }
         };
         if let Some(kid) = &raw_key.kid
@@ -350,14 +375,133 @@ fn validate_jwt(
             ));
         }
         let kid = raw_key.kid.map(Spanned::into_inner);
-        let key = Key::hmac(kid, alg, &secret).map_err(|err| Invalid {
-            span: Some(span.clone()),
-            key: format!("jwt.keys[{i}]"),
-            message: err.to_string(),
-        })?;
-        keys.push(key);
+        // The algorithm decides what the material may be: a public key can
+        // never become an HMAC secret, nor a secret a public key.
+        let key = match material {
+            KeyMaterial::Secret(secret) => {
+                Key::hmac(kid, alg, &secret).map_err(|err| whole(err.to_string()))?
+            }
+            KeyMaterial::PublicKey(path) => {
+                Key::from_pem_file(kid, alg, path.get_ref()).map_err(|err| {
+                    invalid(
+                        &path,
+                        at("public_key_file"),
+                        format!("{}: {err}", path.get_ref().display()),
+                    )
+                })?
+            }
+        };
+        keys.push(key.for_issuer(raw_key.issuer));
     }
-    Ok((validation, KeySet::new(keys)))
+    let mut sources = Vec::new();
+    for (i, raw_source) in raw.jwks.into_iter().enumerate() {
+        let span = raw_source.span();
+        let raw_source = raw_source.into_inner();
+        let at = |field: &str| format!("jwt.jwks[{i}].{field}");
+        let default_alg = match &raw_source.alg {
+            Some(alg) => Some(parse_alg(alg, &at("alg"))?),
+            None => None,
+        };
+        let refresh = duration_or(raw_source.refresh, &at("refresh"), 300)?;
+        let cooldown = duration_or(raw_source.cooldown, &at("cooldown"), 30)?;
+        let location = match (raw_source.file, raw_source.url) {
+            (Some(path), None) => {
+                if let Some(ca) = &raw_source.ca_file {
+                    return Err(invalid(ca, at("ca_file"), "only a url source uses ca_file"));
+                }
+                let text = std::fs::read(path.get_ref()).map_err(|err| {
+                    invalid(
+                        &path,
+                        at("file"),
+                        format!("cannot read {}: {err}", path.get_ref().display()),
+                    )
+                })?;
+                let loaded = jwks::parse_jwks(&text, raw_source.issuer.as_deref(), default_alg)
+                    .map_err(|err| {
+                        invalid(
+                            &path,
+                            at("file"),
+                            format!("{}: {err}", path.get_ref().display()),
+                        )
+                    })?;
+                keys.extend(loaded);
+                Location::File(path.into_inner())
+            }
+            (None, Some(url)) => {
+                let parsed: Uri = url
+                    .get_ref()
+                    .parse()
+                    .ok()
+                    .filter(|u: &Uri| u.scheme_str() == Some("https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        invalid(
+                            &url,
+                            at("url"),
+                            format!("{:?} is not an https:// URL", url.get_ref()),
+                        )
+                    })?;
+                let roots = match &raw_source.ca_file {
+                    None => None,
+                    Some(ca) => {
+                        use rustls::pki_types::pem::PemObject;
+                        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca.get_ref())
+                            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                            .map_err(|err| {
+                                invalid(
+                                    ca,
+                                    at("ca_file"),
+                                    format!("cannot read {}: {err}", ca.get_ref().display()),
+                                )
+                            })?;
+                        if certs.is_empty() {
+                            return Err(invalid(ca, at("ca_file"), "holds no certificate"));
+                        }
+                        Some(certs)
+                    }
+                };
+                let tls = jwks::client_config(roots.as_deref()).map_err(|err| {
+                    invalid(
+                        &url,
+                        at("ca_file"),
+                        format!("unusable CA certificate: {err}"),
+                    )
+                })?;
+                Location::Url { url: parsed, tls }
+            }
+            _ => {
+                return Err(Invalid {
+                    span: Some(span),
+                    key: format!("jwt.jwks[{i}]"),
+                    message: "set exactly one of file or url".to_owned(),
+                });
+            }
+        };
+        sources.push(Source {
+            location,
+            issuer: raw_source.issuer,
+            default_alg,
+            refresh,
+            cooldown,
+        });
+    }
+    Ok((validation, KeySet::new(keys), sources))
+}
+
+/// What a `[[jwt.keys]]` entry names: a secret's bytes, or a PEM file.
+enum KeyMaterial {
+    Secret(Vec<u8>),
+    PublicKey(Spanned<PathBuf>),
+}
+
+fn parse_alg(alg: &Spanned<String>, key: &str) -> Result<Alg, Invalid> {
+    Alg::from_name(alg.get_ref()).ok_or_else(|| {
+        let names: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+        invalid(
+            alg,
+            key,
+            format!("{:?} is not one of {}", alg.get_ref(), names.join(", ")),
+        )
+    })
 }
 
 /// The user and role claims must not be claims the verifier checks itself:

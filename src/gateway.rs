@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,15 +14,15 @@ use hyper::body::Incoming;
 use crate::auth::{self, AuthError};
 use crate::config::Config;
 use crate::headers::{self, Identity};
-use crate::jwt::{Validation, Verified};
-use crate::keys::KeySet;
+use crate::jwks::Keyring;
+use crate::jwt::{JwtError, Validation, Verified};
 use crate::routes::{self, PathError, RouteError, RouteTable};
 use crate::upstream::{Body, Upstream, UpstreamError};
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
     routes: RouteTable,
-    keys: KeySet,
+    keys: Arc<Keyring>,
     validation: Validation,
     upstreams: Vec<Upstream>,
 }
@@ -40,13 +41,28 @@ pub enum GatewayError {
 }
 
 impl Gateway {
+    /// Builds the gateway. Inside a Tokio runtime this also starts fetching
+    /// the `[[jwt.jwks]]` URLs in the background (see [`Gateway::ready`]).
     pub fn new(config: Config) -> Gateway {
+        let keys = Keyring::new(config.keys, &config.jwks);
+        keys.spawn_refresh();
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             routes: config.routes,
-            keys: config.keys,
+            keys,
             validation: config.validation,
         }
+    }
+
+    /// True once every key source has loaded at least once; until then
+    /// tokens whose key may be in a missing source are answered 503.
+    pub fn ready(&self) -> bool {
+        self.keys.ready()
+    }
+
+    /// The live key set, for readiness and metrics.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keys
     }
 
     /// Serves one request. Cannot fail: every error is answered here.
@@ -92,7 +108,8 @@ impl Gateway {
             &self.keys,
             &self.validation,
             unix_now(),
-        )?;
+        )
+        .await?;
         rewrite_request_headers(&mut request, verified.as_ref(), client);
         let upstream = &self.upstreams[route.upstream];
         let mut response = upstream.forward(request, &path).await?;
@@ -171,6 +188,14 @@ fn error_response(err: &GatewayError) -> Response<Body> {
                 "{REALM}, error=\"invalid_request\", error_description=\"{why}\""
             )),
         ),
+        // The gateway cannot reach the keys that would decide: our fault
+        // (or the identity provider's), not the client's; it may retry.
+        E::Auth(AuthError::Token(JwtError::KeysUnavailable { .. })) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "the signing keys are not available yet; retry later",
+            None,
+        ),
         E::Auth(AuthError::Token(jwt)) => {
             let why = jwt.client_description();
             (
@@ -247,6 +272,9 @@ fn log_rejection(
     match err {
         GatewayError::Upstream(err) => {
             tracing::warn!(%method, path, client = %client.ip(), status, error = %err, "upstream failure")
+        }
+        GatewayError::Auth(AuthError::Token(jwt @ JwtError::KeysUnavailable { .. })) => {
+            tracing::warn!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token not checked: keys unavailable")
         }
         GatewayError::Auth(AuthError::Token(jwt)) => {
             tracing::info!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token refused")

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod headers;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod routes;
