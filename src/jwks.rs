@@ -447,3 +447,77 @@ async fn get(connector: &TlsConnector, url: &Uri) -> Result<Bytes, JwksError> {
         .map_err(|e| fail("body", &e))?;
     Ok(body.to_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const A3: &str = r#""kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0""#;
+    const A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+
+    fn parse(keys: &str, default_alg: Option<Alg>) -> Result<Vec<Key>, JwksError> {
+        parse_jwks(
+            format!(r#"{{"keys":[{keys}]}}"#).as_bytes(),
+            None,
+            default_alg,
+        )
+    }
+
+    #[test]
+    fn ec_jwk_without_alg_takes_the_algorithm_its_curve_implies() {
+        let keys = parse(&format!(r#"{{"kid":"a",{A3}}}"#), None).unwrap();
+        assert_eq!(keys[0].alg, Alg::ES256);
+        assert_eq!(keys[0].kid.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn rsa_jwk_without_alg_is_refused_unless_the_source_names_one() {
+        let jwk = format!(r#"{{"kty":"RSA","kid":"r","n":"{A2_N}","e":"AQAB"}}"#);
+        assert!(matches!(
+            parse(&jwk, None),
+            Err(JwksError::Key { index: 0, .. })
+        ));
+        assert_eq!(parse(&jwk, Some(Alg::PS256)).unwrap()[0].alg, Alg::PS256);
+    }
+
+    #[test]
+    fn encryption_keys_are_skipped_and_signature_keys_kept() {
+        let jwks = format!(
+            r#"{{"use":"enc",{A3}}},{{"key_ops":["encrypt"],{A3}}},{{"alg":"RSA-OAEP","kty":"RSA","n":"{A2_N}","e":"AQAB"}},{{"kty":"oct","k":"c2VjcmV0"}},{{"use":"sig","alg":"ES256",{A3}}}"#
+        );
+        let keys = parse(&jwks, None).unwrap();
+        assert_eq!(keys.len(), 1);
+    }
+
+    #[test]
+    fn jwk_whose_alg_contradicts_its_key_type_is_refused() {
+        assert!(parse(&format!(r#"{{"alg":"ES384",{A3}}}"#), None).is_err());
+        assert!(parse(&format!(r#"{{"alg":"RS256",{A3}}}"#), None).is_err());
+        assert!(parse(&format!(r#"{{"alg":"HS256",{A3}}}"#), None).is_err());
+    }
+
+    #[test]
+    fn jwk_with_private_parts_is_refused() {
+        let jwk = format!(r#"{{"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI",{A3}}}"#);
+        assert!(parse(&jwk, None).is_err());
+    }
+
+    #[test]
+    fn set_without_any_signature_key_is_an_error() {
+        assert!(matches!(parse("", None), Err(JwksError::Empty)));
+        assert!(matches!(
+            parse_jwks(b"[1,2]", None, None),
+            Err(JwksError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn short_rsa_jwk_is_refused() {
+        let short = URL_SAFE_NO_PAD.encode([0xc5u8; 128]);
+        let jwk = format!(r#"{{"kty":"RSA","alg":"RS256","n":"{short}","e":"AQAB"}}"#);
+        let err = parse(&jwk, None).unwrap_err().to_string();
+        assert!(err.contains("1024 bits"), "{err}");
+    }
+}
