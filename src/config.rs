@@ -22,6 +22,8 @@ use crate::routes::{AuthMode, Route, RouteTable};
 #[derive(Debug)]
 pub struct Config {
     pub server: Server,
+    /// The admin listener; `None` (the default): not started.
+    pub admin: Option<Admin>,
     pub validation: Validation,
     /// Static keys and the keys of local JWKS files, loaded at start-up.
     pub keys: KeySet,
@@ -46,6 +48,15 @@ pub struct Server {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests. Defaults to 30 s.
     pub shutdown_grace: Duration,
+    /// Add `Server-Timing: jwt;dur=<ms>` to responses whose token was
+    /// verified. Defaults to true.
+    pub server_timing: bool,
+}
+
+/// `[admin]`: plaintext `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +159,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: RawServer,
+    admin: Option<RawAdmin>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -167,6 +179,13 @@ struct RawServer {
     header_read_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<usize>>,
     shutdown_grace: Option<Spanned<String>>,
+    server_timing: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +251,7 @@ struct RawRoute {
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
+    let admin = raw.admin.map(validate_admin).transpose()?;
     let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -250,6 +270,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     }
     Ok(Config {
         server,
+        admin,
         validation,
         keys,
         jwks,
@@ -291,7 +312,19 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         )?,
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
+        server_timing: raw.server_timing.unwrap_or(true),
     })
+}
+
+fn validate_admin(raw: RawAdmin) -> Result<Admin, Invalid> {
+    let listen = raw.listen.get_ref().parse().map_err(|_| {
+        invalid(
+            &raw.listen,
+            "admin.listen",
+            format!("{:?} is not an address:port", raw.listen.get_ref()),
+        )
+    })?;
+    Ok(Admin { listen })
 }
 
 fn validate_jwt(
@@ -842,6 +875,36 @@ url = "http://127.0.0.1:8080"
         let text = BASE.replace("[[jwt.keys]]", "[jwt]\nuser_claim = \"exp\"\n[[jwt.keys]]")
             + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
         assert!(error(&text).contains("jwt.user_claim: \"exp\" is checked by the verifier"));
+    }
+
+    #[test]
+    fn admin_listener_is_off_unless_configured() {
+        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+        let config = parse(&text).unwrap();
+        assert!(config.admin.is_none());
+        assert!(config.server.server_timing);
+        let text = text.replace(
+            "[[jwt.keys]]",
+            "server_timing = false\n[admin]\nlisten = \"127.0.0.1:9901\"\n[[jwt.keys]]",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.admin.map(|a| a.listen),
+            Some("127.0.0.1:9901".parse().unwrap())
+        );
+        assert!(!config.server.server_timing);
+    }
+
+    #[test]
+    fn bad_admin_address_is_named() {
+        let text = BASE.replace(
+            "[[jwt.keys]]",
+            "[admin]\nlisten = \"nowhere\"\n[[jwt.keys]]",
+        ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert_eq!(
+            error(&text),
+            "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
+        );
     }
 
     #[test]

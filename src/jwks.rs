@@ -23,6 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::jwt::{self, Alg, JwtError, Validation, Verified};
 use crate::keys::{Key, KeyError, KeySet};
+use crate::metrics::ReadyFlag;
 
 /// Largest JWKS document accepted; real ones are a few KiB.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -222,12 +223,14 @@ pub struct Keyring {
     /// Serialises rebuilding `current` from the parts.
     rebuild: std::sync::Mutex<()>,
     loaded_all: AtomicBool,
+    /// The `/readyz` check this keyring passes once every source loaded.
+    ready: ReadyFlag,
 }
 
 impl Keyring {
     /// `fixed`: static keys and keys from JWKS files. `sources`: the URL
     /// sources (file sources are ignored here; the config loaded them).
-    pub fn new(fixed: KeySet, sources: &[Source]) -> Arc<Keyring> {
+    pub fn new(fixed: KeySet, sources: &[Source], ready: ReadyFlag) -> Arc<Keyring> {
         let fixed: Vec<Arc<Key>> = fixed.iter().cloned().collect();
         let mut remotes = Vec::new();
         for source in sources {
@@ -241,7 +244,9 @@ impl Keyring {
             }
         }
         let pending = remotes.len();
+        ready.set(pending == 0);
         let ring = Keyring {
+            ready,
             current: ArcSwap::from_pointee(KeySet::from_shared(fixed.clone(), pending, 0)),
             fixed,
             loaded_all: AtomicBool::new(pending == 0),
@@ -353,6 +358,7 @@ impl Keyring {
             .store(Arc::new(KeySet::from_shared(keys, pending, generation)));
         if pending == 0 {
             self.loaded_all.store(true, Ordering::Release);
+            self.ready.set(true);
         }
     }
 
@@ -360,13 +366,15 @@ impl Keyring {
     /// refreshes the URL sources (single flight, at most once per cooldown)
     /// and tries once more: an identity provider's new key is accepted
     /// without a restart.
+    /// `alg_seen` receives the token's algorithm once its header named one.
     pub async fn verify(
         &self,
         token: &str,
         validation: &Validation,
         now: i64,
+        alg_seen: &mut Option<Alg>,
     ) -> Result<Verified, JwtError> {
-        let first = jwt::verify(token, &self.current(), validation, now);
+        let first = jwt::verify_reporting_alg(token, &self.current(), validation, now, alg_seen);
         if !matches!(first, Err(JwtError::UnknownKid { .. })) || self.remotes.is_empty() {
             return first;
         }

@@ -60,6 +60,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(H2_MAX_STREAMS);
     tokio::pin!(shutdown);
+    gateway.set_serving(true);
 
     loop {
         let permit = tokio::select! {
@@ -87,8 +88,10 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = limits.handshake_timeout;
+        let open = gateway.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
@@ -119,6 +122,8 @@ pub async fn serve(
         });
     }
 
+    // Draining: tell load balancers to stop sending before connections close.
+    gateway.set_serving(false);
     tracing::info!(
         connections = graceful.count(),
         "shutting down; draining connections"

@@ -327,7 +327,8 @@ async fn source_that_never_loaded_answers_503_and_is_not_ready() {
         Config::from_toml_str(&text, "t.toml", &|_| Some(support::SECRET.to_owned())).unwrap(),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!direct.ready());
+    assert!(!direct.keys_ready());
+    assert!(direct.readiness().pending().contains(&"key_sources"));
 }
 
 #[tokio::test]
@@ -338,7 +339,8 @@ async fn gateway_becomes_ready_once_every_source_loaded() {
     let gateway = Gateway::new(
         Config::from_toml_str(&text, "t.toml", &|_| Some(support::SECRET.to_owned())).unwrap(),
     );
-    assert!(eventually(async || gateway.ready()).await);
+    assert!(eventually(async || gateway.keys_ready()).await);
+    assert!(!gateway.readiness().pending().contains(&"key_sources"));
 }
 
 #[tokio::test]
