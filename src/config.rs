@@ -29,6 +29,9 @@ pub struct Config {
     pub keys: KeySet,
     /// Every `[[jwt.jwks]]` source (URL sources are fetched by the gateway).
     pub jwks: Vec<Source>,
+    /// Verified public-key tokens remembered (`jwt.verified_cache`);
+    /// 0 disables the cache. Defaults to 10 000.
+    pub verified_cache: usize,
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
 }
@@ -203,6 +206,7 @@ struct RawJwt {
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     jwks: Vec<Spanned<RawJwks>>,
+    verified_cache: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +256,10 @@ struct RawRoute {
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
+    let verified_cache = raw
+        .jwt
+        .verified_cache
+        .unwrap_or(crate::cache::DEFAULT_CAPACITY);
     let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -274,6 +282,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         validation,
         keys,
         jwks,
+        verified_cache,
         upstreams,
         routes,
     })

@@ -65,15 +65,28 @@ impl Gateway {
         let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
         let readiness = Arc::new(Readiness::default());
         // `/readyz` waits until every JWKS URL has loaded once.
-        let keys = Keyring::new(config.keys, &config.jwks, readiness.check("key_sources"));
+        let keys = Keyring::new(
+            config.keys,
+            &config.jwks,
+            readiness.check("key_sources"),
+            config.verified_cache,
+        );
         keys.spawn_refresh();
+        let metrics = Arc::new(Metrics::new(&route_labels, &upstream_names));
+        let cache_source = Arc::downgrade(&keys);
+        metrics.report_verified_cache(move || {
+            cache_source
+                .upgrade()
+                .map(|keys| keys.cache_stats())
+                .unwrap_or_default()
+        });
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             routes: config.routes,
             keys,
             validation: config.validation,
             server_timing: config.server.server_timing,
-            metrics: Arc::new(Metrics::new(&route_labels, &upstream_names)),
+            metrics,
             serving: readiness.check("serving"),
             readiness,
         }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::cache::{CacheStats, TokenCache};
 use crate::jwt::{self, Alg, JwtError, Validation, Verified};
 use crate::keys::{Key, KeyError, KeySet};
 use crate::metrics::ReadyFlag;
@@ -225,12 +226,19 @@ pub struct Keyring {
     loaded_all: AtomicBool,
     /// The `/readyz` check this keyring passes once every source loaded.
     ready: ReadyFlag,
+    cache: TokenCache,
 }
 
 impl Keyring {
     /// `fixed`: static keys and keys from JWKS files. `sources`: the URL
     /// sources (file sources are ignored here; the config loaded them).
-    pub fn new(fixed: KeySet, sources: &[Source], ready: ReadyFlag) -> Arc<Keyring> {
+    /// `cache_size`: verified public-key tokens remembered (0: no cache).
+    pub fn new(
+        fixed: KeySet,
+        sources: &[Source],
+        ready: ReadyFlag,
+        cache_size: usize,
+    ) -> Arc<Keyring> {
         let fixed: Vec<Arc<Key>> = fixed.iter().cloned().collect();
         let mut remotes = Vec::new();
         for source in sources {
@@ -247,6 +255,7 @@ impl Keyring {
         ready.set(pending == 0);
         let ring = Keyring {
             ready,
+            cache: TokenCache::new(cache_size),
             current: ArcSwap::from_pointee(KeySet::from_shared(fixed.clone(), pending, 0)),
             fixed,
             loaded_all: AtomicBool::new(pending == 0),
@@ -368,6 +377,46 @@ impl Keyring {
     /// without a restart.
     /// `alg_seen` receives the token's algorithm once its header named one.
     pub async fn verify(
+        &self,
+        token: &str,
+        validation: &Validation,
+        now: i64,
+        alg_seen: &mut Option<Alg>,
+    ) -> Result<Verified, JwtError> {
+        let (public, generation) = {
+            let keys = self.current();
+            (keys.has_public_keys(), keys.generation())
+        };
+        // Only worth a hash and a lock when a public key could be involved;
+        // an HMAC-only deployment never touches the cache.
+        if !self.cache.enabled() || !public {
+            return self.verify_uncached(token, validation, now, alg_seen).await;
+        }
+        let cache_key = TokenCache::key(token);
+        if let Some(verified) = self.cache.get(&cache_key, generation, now) {
+            *alg_seen = Some(verified.alg);
+            return Ok(verified);
+        }
+        let verified = self
+            .verify_uncached(token, validation, now, alg_seen)
+            .await?;
+        if let (false, Some(exp)) = (verified.alg.is_hmac(), verified.exp) {
+            // The verifier refuses from exp + leeway on; so does the cache.
+            let dies_at = exp.saturating_add(validation.leeway);
+            // Keyed to the generation seen before verifying: a refresh
+            // meanwhile makes the entry dead on arrival, which is safe.
+            self.cache
+                .insert(cache_key, verified.clone(), dies_at, generation, now);
+        }
+        Ok(verified)
+    }
+
+    /// Hits and misses of the verified-token cache, for `/metrics`.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    async fn verify_uncached(
         &self,
         token: &str,
         validation: &Validation,

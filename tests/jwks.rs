@@ -388,3 +388,59 @@ async fn token_of_another_issuer_is_refused_by_the_bound_jwks_keys() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn repeated_public_key_token_is_answered_from_the_cache_and_counted() {
+    let a = IdpKey::new("a");
+    let jwks_file = std::env::temp_dir().join(format!("jwtgate-jwks-{}.json", rand_suffix()));
+    std::fs::write(&jwks_file, json!({ "keys": [a.jwk()] }).to_string()).unwrap();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "unused"
+tls_key = "unused"
+[[jwt.jwks]]
+file = "{}"
+issuer = "https://idp.test"
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:9"
+[[route]]
+path = "/"
+upstream = "app"
+"#,
+        jwks_file.display()
+    );
+    let gateway = Gateway::new(Config::from_toml_str(&text, "t.toml", &|_| None).unwrap());
+    assert!(
+        gateway.keys_ready(),
+        "a file source is loaded with the config"
+    );
+    let token = a.token();
+    let validation = jwtgate::jwt::Validation::default();
+    for _ in 0..3 {
+        let verified = gateway
+            .keyring()
+            .verify(&token, &validation, unix_now(), &mut None)
+            .await
+            .unwrap();
+        assert_eq!(verified.user.as_deref(), Some("42"));
+    }
+    let stats = gateway.keyring().cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (2, 1, 1));
+    let rendered = gateway.metrics().render();
+    assert!(rendered.contains("jwtgate_verified_cache_lookups_total{result=\"hit\"} 2"));
+    // A tampered copy is a different token: a miss, and refused.
+    let tampered = jwtgate::token::tamper(&token, |c| {
+        c.insert("role".into(), "admin".into());
+    })
+    .unwrap();
+    assert!(
+        gateway
+            .keyring()
+            .verify(&tampered, &validation, unix_now(), &mut None)
+            .await
+            .is_err()
+    );
+}
