@@ -439,6 +439,15 @@ impl Keyring {
     }
 }
 
+/// Fetches a JWKS document once, trusting the Mozilla roots (for
+/// `jwtgate token inspect --jwks-url`).
+pub async fn fetch_once(url: &Uri) -> Result<Bytes, JwksError> {
+    let tls = client_config(None).map_err(JwksError::Fetch)?;
+    tokio::time::timeout(FETCH_TIMEOUT, get(&TlsConnector::from(tls), url))
+        .await
+        .unwrap_or_else(|_| Err(JwksError::Fetch("timed out".to_owned())))
+}
+
 /// A TLS client config for fetching a JWKS, with ring as the provider,
 /// trusting `roots`, or when `None` the Mozilla roots compiled in
 /// (webpki-roots): the same on every host, whatever its CA bundle.
