@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, Validation};
-use crate::keys::{Key, KeySet};
+use crate::keys::{Key, KeyError, KeySet};
 use crate::routes::{AuthMode, Route, RouteTable};
 
 /// A validated configuration. Nothing after start-up reads a raw string.
@@ -422,6 +422,14 @@ fn validate_jwt(
         let key = match material {
             KeyMaterial::Secret(secret) => {
                 Key::hmac(kid, alg, &secret).map_err(|err| whole(err.to_string()))?
+            }
+            // Refused before the file is read: the algorithm decides.
+            KeyMaterial::PublicKey(path) if alg.is_hmac() => {
+                return Err(invalid(
+                    &path,
+                    at("public_key_file"),
+                    KeyError::PublicKeyForHmac { alg }.to_string(),
+                ));
             }
             KeyMaterial::PublicKey(path) => {
                 Key::from_pem_file(kid, alg, path.get_ref()).map_err(|err| {
@@ -851,6 +859,66 @@ url = "http://127.0.0.1:8080"
     fn short_hmac_secret_is_refused() {
         let text = BASE.replace("HS256", "HS512") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
         assert!(error(&text).contains("HS512 needs a secret of at least 64 bytes"));
+    }
+
+    #[test]
+    fn unreadable_public_key_file_names_line_and_key() {
+        let text = BASE.replace(
+            "secret_env = \"SECRET\"",
+            "public_key_file = \"/nonexistent/idp.pem\"",
+        ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let text = text.replace("alg = \"HS256\"", "alg = \"RS256\"");
+        let err = error(&text);
+        assert!(
+            err.starts_with("test.toml:8: jwt.keys[0].public_key_file: /nonexistent/idp.pem: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hmac_key_with_a_public_key_file_is_refused() {
+        let text = BASE.replace("secret_env = \"SECRET\"", "public_key_file = \"k.pem\"")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let err = error(&text);
+        assert!(
+            err.contains("HS256 takes a shared secret, not a public key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn jwks_url_must_be_https_and_names_its_line() {
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nurl = \"http://idp/jwks\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        );
+        let err = error(&text);
+        assert!(err.starts_with("test.toml:13: jwt.jwks[0].url: "), "{err}");
+        assert!(err.contains("is not an https:// URL"), "{err}");
+    }
+
+    #[test]
+    fn jwks_source_needs_exactly_one_of_file_or_url() {
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nissuer = \"x\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        );
+        assert!(error(&text).contains("jwt.jwks[0]: set exactly one of file or url"));
+    }
+
+    #[test]
+    fn jwks_file_with_an_ambiguous_rsa_key_is_refused_naming_the_file() {
+        let path = std::env::temp_dir().join(format!("jwtgate-cfg-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nfile = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n",
+            path.display()
+        );
+        let err = error(&text);
+        assert!(err.starts_with("test.toml:13: jwt.jwks[0].file: "), "{err}");
+        assert!(err.contains("key 0 (kid Some(\"r\"))"), "{err}");
     }
 
     #[test]
