@@ -34,6 +34,36 @@ pub struct Config {
     pub verified_cache: usize,
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
+    /// `[jwt] query_param`: a query parameter that may carry the token
+    /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
+    pub token_query_param: Option<String>,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log and the rest go (stderr) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `error`, `warn`, `info` (the default: one access line per request),
+    /// `debug` or `trace`. The `JWTGATE_LOG` environment variable overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable `key=value` lines.
+    Text,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +81,15 @@ pub struct Server {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests. Defaults to 30 s.
     pub shutdown_grace: Duration,
+    /// Request head size (start line and header fields) at most; more: 431.
+    /// Defaults to 16 KiB.
+    pub max_header_bytes: usize,
+    /// Request header fields at most; more: 431. Defaults to 100.
+    pub max_headers: usize,
+    /// Request target (path and query) length at most; more: 414. Defaults to 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Request body size at most; more: 413. Defaults to 10 MiB.
+    pub max_body_bytes: u64,
     /// Add `Server-Timing: jwt;dur=<ms>` to responses whose token was
     /// verified. Defaults to true.
     pub server_timing: bool,
@@ -163,6 +202,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct RawConfig {
     server: RawServer,
     admin: Option<RawAdmin>,
+    log: Option<RawLog>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -182,6 +222,10 @@ struct RawServer {
     header_read_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<usize>>,
     shutdown_grace: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<usize>>,
+    max_headers: Option<Spanned<usize>>,
+    max_uri_bytes: Option<Spanned<usize>>,
+    max_body_bytes: Option<Spanned<u64>>,
     server_timing: Option<bool>,
 }
 
@@ -189,6 +233,13 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +253,7 @@ struct RawJwt {
     require: Option<Spanned<Vec<String>>>,
     user_claim: Option<Spanned<String>>,
     role_claim: Option<Spanned<String>>,
+    query_param: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
@@ -260,6 +312,21 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         .jwt
         .verified_cache
         .unwrap_or(crate::cache::DEFAULT_CAPACITY);
+    let token_query_param = match raw.jwt.query_param.clone() {
+        Some(name)
+            if name.get_ref().is_empty()
+                || !name.get_ref().bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                }) =>
+        {
+            return Err(invalid(
+                &name,
+                "jwt.query_param",
+                "must be a non-empty name of letters, digits, '-', '.', '_' or '~'",
+            ));
+        }
+        name => name.map(Spanned::into_inner),
+    };
     let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -276,7 +343,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             ),
         });
     }
+    let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
     Ok(Config {
+        log,
         server,
         admin,
         validation,
@@ -285,6 +354,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         verified_cache,
         upstreams,
         routes,
+        token_query_param,
     })
 }
 
@@ -308,6 +378,22 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         }
         m => m.map_or(10_000, Spanned::into_inner),
     };
+    let at_least = |raw: Option<Spanned<usize>>, key: &str, min: usize, default: usize| match raw {
+        Some(v) if *v.get_ref() < min => Err(invalid(&v, key, format!("must be at least {min}"))),
+        v => Ok(v.map_or(default, Spanned::into_inner)),
+    };
+    // Below these a browser's ordinary request would already be refused.
+    let max_header_bytes = at_least(
+        raw.max_header_bytes,
+        "server.max_header_bytes",
+        1024,
+        16 * 1024,
+    )?;
+    let max_headers = at_least(raw.max_headers, "server.max_headers", 8, 100)?;
+    let max_uri_bytes = at_least(raw.max_uri_bytes, "server.max_uri_bytes", 64, 8 * 1024)?;
+    let max_body_bytes = raw
+        .max_body_bytes
+        .map_or(10 * 1024 * 1024, Spanned::into_inner);
     Ok(Server {
         listen,
         tls_cert: raw.tls_cert,
@@ -322,6 +408,10 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
         server_timing: raw.server_timing.unwrap_or(true),
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes,
+        max_body_bytes,
     })
 }
 
@@ -552,6 +642,41 @@ fn parse_alg(alg: &Spanned<String>, key: &str) -> Result<Alg, Invalid> {
             format!("{:?} is not one of {}", alg.get_ref(), names.join(", ")),
         )
     })
+}
+
+fn validate_log(raw: RawLog) -> Result<Log, Invalid> {
+    let defaults = Log::default();
+    let level = match raw.level {
+        None => defaults.level,
+        Some(level)
+            if ["error", "warn", "info", "debug", "trace"].contains(&level.get_ref().as_str()) =>
+        {
+            level.into_inner()
+        }
+        Some(level) => {
+            return Err(invalid(
+                &level,
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    level.get_ref()
+                ),
+            ));
+        }
+    };
+    let format = match raw.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            let span = raw.format.as_ref().map(Spanned::span);
+            return Err(Invalid {
+                span,
+                key: "log.format".to_owned(),
+                message: format!("{other:?} is not one of json, text"),
+            });
+        }
+    };
+    Ok(Log { level, format })
 }
 
 /// The user and role claims must not be claims the verifier checks itself:
@@ -982,6 +1107,30 @@ url = "http://127.0.0.1:8080"
             error(&text),
             "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
         );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_floors() {
+        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+        let server = parse(&text).map(|c| c.server).ok();
+        let limits = server.map(|s| {
+            (
+                s.max_header_bytes,
+                s.max_headers,
+                s.max_uri_bytes,
+                s.max_body_bytes,
+            )
+        });
+        assert_eq!(limits, Some((16 * 1024, 100, 8 * 1024, 10 * 1024 * 1024)));
+        let low = text.replace("[server]", "[server]\nmax_headers = 2");
+        assert!(error(&low).contains("server.max_headers: must be at least 8"));
+    }
+
+    #[test]
+    fn query_param_must_be_a_plain_name() {
+        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("jwt.query_param"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::jwks::Keyring;
 use crate::jwt::{JwtError, Validation, Verified};
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
-use crate::upstream::{Body, Upstream, UpstreamError};
+use crate::upstream::{self, Body, Upstream, UpstreamError};
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -27,10 +27,37 @@ pub struct Gateway {
     keys: Arc<Keyring>,
     validation: Validation,
     upstreams: Vec<Upstream>,
+    token_query_param: Option<String>,
+    limits: RequestLimits,
+    request_ids: headers::RequestIds,
     server_timing: bool,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     serving: ReadyFlag,
+}
+
+/// Per-request limits from `[server]`. hyper enforces the header limits on
+/// HTTP/1.1 while parsing; they are checked here again for HTTP/2 and for
+/// head sizes below hyper's 8 KiB buffer floor.
+#[derive(Clone, Copy, Debug)]
+struct RequestLimits {
+    header_bytes: usize,
+    headers: usize,
+    uri_bytes: usize,
+    body_bytes: u64,
+}
+
+/// A request over a configured limit.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("request target of {length} bytes, limit {limit}")]
+    UriTooLong { length: usize, limit: usize },
+    #[error("{count} header fields, limit {limit}")]
+    TooManyHeaders { count: usize, limit: usize },
+    #[error("{bytes} bytes of header fields, limit {limit}")]
+    HeadersTooLarge { bytes: usize, limit: usize },
+    #[error("Content-Length {length}, limit {limit}")]
+    BodyTooLarge { length: u64, limit: u64 },
 }
 
 /// What one request did, gathered along the pipeline for metrics and the log.
@@ -39,6 +66,8 @@ struct Trace {
     /// Index of the matched route in the route table.
     route: Option<usize>,
     verification: Option<Verification>,
+    /// Time from sending to the upstream until its response head arrived.
+    upstream: Option<Duration>,
 }
 
 /// Why a request was not forwarded, or not answered by the upstream.
@@ -52,6 +81,8 @@ pub enum GatewayError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("over a limit: {0}")]
+    Limit(#[from] LimitError),
 }
 
 impl Gateway {
@@ -89,6 +120,14 @@ impl Gateway {
             metrics,
             serving: readiness.check("serving"),
             readiness,
+            token_query_param: config.token_query_param,
+            request_ids: headers::RequestIds::new(),
+            limits: RequestLimits {
+                header_bytes: config.server.max_header_bytes,
+                headers: config.server.max_headers,
+                uri_bytes: config.server.max_uri_bytes,
+                body_bytes: config.server.max_body_bytes,
+            },
         }
     }
 
@@ -134,8 +173,16 @@ impl Gateway {
         let method = request.method().clone();
         // A clone shares the URI's bytes: no copy of the path per request.
         let uri = request.uri().clone();
+        let http1 = request.version() < http::Version::HTTP_2;
+        let head = method == http::Method::HEAD;
         let mut trace = Trace::default();
-        let (response, user) = match self.forward(request, &uri, client, &mut trace).await {
+        let mut request = request;
+        let request_id = headers::request_id(request.headers(), &self.request_ids);
+        request
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let mut failure = None;
+        let (mut response, user) = match self.forward(request, &uri, client, &mut trace).await {
             Ok((response, user)) => {
                 let mut response = response.map(Either::Left);
                 if self.server_timing
@@ -148,11 +195,29 @@ impl Gateway {
                 (response, user)
             }
             Err(err) => {
-                let response = error_response(&err);
+                let mut response = error_response(&err);
                 if let GatewayError::Auth(auth) = &err {
                     self.metrics.count_auth_failure(auth.reason());
                 }
-                log_rejection(&err, &method, uri.path(), client, response.status());
+                // RFC 9110 §9.3.2: no content in a response to HEAD. hyper
+                // drops it on HTTP/1.1 but would send it as DATA on HTTP/2.
+                if head {
+                    *response.body_mut() = Either::Right(Full::default());
+                }
+                // After a refused head or body the rest of the HTTP/1.1 stream
+                // cannot be trusted to be framed as the client meant: close it.
+                if http1
+                    && matches!(
+                        err,
+                        GatewayError::Limit(_)
+                            | GatewayError::Upstream(UpstreamError::BodyTooLarge { .. })
+                    )
+                {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                failure = Some(err);
                 (response, None)
             }
         };
@@ -165,16 +230,27 @@ impl Gateway {
         }
         self.metrics
             .count_request(trace.route, response.status().as_u16());
-        tracing::info!(
-            target: "access",
-            client = %client.ip(),
-            %method,
-            path = %uri.path(),
-            status = response.status().as_u16(),
-            user = user.as_deref().unwrap_or("-"),
-            micros = started.elapsed().as_micros() as u64,
-            jwt_us = %JwtMicros(trace.verification.map(|v| v.elapsed)),
-        );
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let route = trace.route.and_then(|i| self.routes.routes().get(i));
+        let access = AccessLine {
+            request_id: &request_id,
+            client,
+            method: &method,
+            path: uri.path(),
+            route: route.map(|r| r.prefix.as_str()),
+            status: response.status(),
+            user: user.as_deref(),
+            trace: &trace,
+            failure: failure.as_ref(),
+            bytes: response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()),
+            elapsed: started.elapsed(),
+        };
+        access.log();
         Ok(response)
     }
 
@@ -186,6 +262,7 @@ impl Gateway {
         client: SocketAddr,
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
+        self.limits.check(&request)?;
         let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
         trace.route = self
@@ -193,23 +270,53 @@ impl Gateway {
             .routes()
             .iter()
             .position(|r| std::ptr::eq(r, route));
-        let verified = auth::authorize(
+        let query = match (&self.token_query_param, uri.query()) {
+            (Some(param), Some(query)) => Some(auth::split_query_token(query, param)),
+            _ => None,
+        };
+        let token = auth::find_token(request.headers(), query.as_ref())?;
+        let verified = auth::authorize_live(
             route,
-            request.headers(),
+            token,
             &self.keys,
             &self.validation,
             unix_now(),
             &mut trace.verification,
         )
         .await?;
+        // The token parameter, like the Authorization header, is not forwarded.
+        let forward_query = match &query {
+            Some(split) => split.rest.as_deref(),
+            None => uri.query(),
+        };
+        // A WebSocket (or other) upgrade goes through only after the checks above.
+        let upgrade = headers::requested_upgrade(&request);
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         rewrite_request_headers(&mut request, verified.as_ref(), client);
+        if let Some(protocol) = &upgrade {
+            headers::keep_upgrade(request.headers_mut(), protocol.clone());
+        }
         let upstream = &self.upstreams[route.upstream];
         let sent = Instant::now();
-        let response = upstream.forward(request, &path).await;
+        let response = upstream
+            .forward(request, &path, forward_query, self.limits.body_bytes)
+            .await;
+        trace.upstream = Some(sent.elapsed());
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(response.headers_mut());
+        if let (true, Some(client_side), Some(protocol)) =
+            (switched, client_side, upstream_protocol)
+        {
+            headers::keep_upgrade(response.headers_mut(), protocol);
+            tokio::spawn(upstream::tunnel(
+                client_side,
+                hyper::upgrade::on(&mut response),
+            ));
+        }
         Ok((response, verified.and_then(|v| v.user)))
     }
 }
@@ -240,6 +347,52 @@ impl fmt::Display for JwtMicros {
             Some(d) => write!(f, "{:.3}", d.as_nanos() as f64 / 1_000.0),
             None => f.write_str("-"),
         }
+    }
+}
+
+impl RequestLimits {
+    /// Refuses a request whose head is over a limit, or whose declared body
+    /// is, before anything is forwarded. Chunked bodies are cut off while
+    /// streaming (see `Upstream::forward`).
+    fn check<B>(&self, request: &Request<B>) -> Result<(), LimitError> {
+        let uri = request.uri();
+        let length = uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + uri.authority().map_or(0, |a| a.as_str().len());
+        if length > self.uri_bytes {
+            return Err(LimitError::UriTooLong {
+                length,
+                limit: self.uri_bytes,
+            });
+        }
+        let headers = request.headers();
+        if headers.len() > self.headers {
+            return Err(LimitError::TooManyHeaders {
+                count: headers.len(),
+                limit: self.headers,
+            });
+        }
+        // As RFC 9113 §6.5.2 counts a field: name, value and 32 bytes.
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        if bytes > self.header_bytes {
+            return Err(LimitError::HeadersTooLarge {
+                bytes,
+                limit: self.header_bytes,
+            });
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|&l| l > self.body_bytes) {
+            return Err(LimitError::BodyTooLarge {
+                length,
+                limit: self.body_bytes,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -343,6 +496,25 @@ fn error_response(err: &GatewayError) -> Response<Body> {
                 )),
             )
         }
+        E::Limit(LimitError::UriTooLong { .. }) => (
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is too long",
+            None,
+        ),
+        E::Limit(LimitError::TooManyHeaders { .. } | LimitError::HeadersTooLarge { .. }) => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request header fields are too large",
+            None,
+        ),
+        E::Limit(LimitError::BodyTooLarge { .. })
+        | E::Upstream(UpstreamError::BodyTooLarge { .. }) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+            None,
+        ),
         E::Upstream(UpstreamError::Timeout { .. }) => (
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -385,27 +557,71 @@ fn error_response(err: &GatewayError) -> Response<Body> {
     response
 }
 
-/// The log gets everything the client is not told.
-fn log_rejection(
-    err: &GatewayError,
-    method: &http::Method,
-    path: &str,
+/// One access-log line per request. The log gets everything the client is
+/// not told (the precise reason, the kid, timings); never the token or the
+/// query string, which may carry one.
+struct AccessLine<'a> {
+    request_id: &'a HeaderValue,
     client: SocketAddr,
+    method: &'a http::Method,
+    path: &'a str,
+    route: Option<&'a str>,
     status: StatusCode,
-) {
-    let status = status.as_u16();
-    match err {
-        GatewayError::Upstream(err) => {
-            tracing::warn!(%method, path, client = %client.ip(), status, error = %err, "upstream failure")
-        }
-        GatewayError::Auth(AuthError::Token(jwt @ JwtError::KeysUnavailable { .. })) => {
-            tracing::warn!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token not checked: keys unavailable")
-        }
-        GatewayError::Auth(AuthError::Token(jwt)) => {
-            tracing::info!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token refused")
-        }
-        err => {
-            tracing::info!(%method, path, client = %client.ip(), status, error = %err, "request refused")
+    user: Option<&'a str>,
+    trace: &'a Trace,
+    failure: Option<&'a GatewayError>,
+    /// The response's Content-Length, when it has one (bodies stream).
+    bytes: Option<&'a str>,
+    elapsed: Duration,
+}
+
+impl AccessLine<'_> {
+    fn log(&self) {
+        let auth = match (self.trace.verification, self.failure) {
+            (_, Some(GatewayError::Auth(AuthError::Forbidden { .. }))) => "forbidden",
+            (_, Some(GatewayError::Auth(_))) => "rejected",
+            (Some(v), _) if v.accepted => "verified",
+            _ => "none",
+        };
+        let reason = match self.failure {
+            Some(GatewayError::Auth(err)) => err.reason(),
+            Some(GatewayError::Path(_)) => "bad_path",
+            Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
+            Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
+            Some(GatewayError::Limit(_)) => "limit",
+            Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
+            Some(GatewayError::Upstream(_)) => "upstream_error",
+            None => "",
+        };
+        let error = self.failure.map(|e| e.to_string());
+        tracing::info!(
+            target: "access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            client = %self.client.ip(),
+            method = %self.method,
+            path = self.path,
+            route = self.route.unwrap_or("-"),
+            status = self.status.as_u16(),
+            user = self.user.unwrap_or("-"),
+            auth,
+            reason,
+            error = error.as_deref().unwrap_or(""),
+            jwt_us = %JwtMicros(self.trace.verification.map(|v| v.elapsed)),
+            upstream_ms = %Millis(self.trace.upstream),
+            bytes = self.bytes.unwrap_or("-"),
+            total_us = self.elapsed.as_micros() as u64,
+        );
+    }
+}
+
+/// Milliseconds with microsecond precision, `-` when absent.
+struct Millis(Option<Duration>);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{:.3}", d.as_secs_f64() * 1_000.0),
+            None => f.write_str("-"),
         }
     }
 }

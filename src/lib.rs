@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod gateway;
 pub mod headers;
 pub mod jwks;

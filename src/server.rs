@@ -8,7 +8,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -24,6 +23,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 impl From<&config::Server> for Limits {
@@ -33,12 +34,26 @@ impl From<&config::Server> for Limits {
             header_read_timeout: server.header_read_timeout,
             max_connections: server.max_connections,
             shutdown_grace: server.shutdown_grace,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
         }
     }
 }
 
 /// Concurrent HTTP/2 streams per connection (RFC 9113 §5.1.2 suggests ≥ 100).
 const H2_MAX_STREAMS: u32 = 128;
+
+/// Streams a client may open and reset before the server has accepted them
+/// (the "rapid reset" attack, CVE-2023-44487); more: GOAWAY ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_RESETS: usize = 32;
+
+/// Streams the server itself may reset for protocol errors on one
+/// connection before it sends GOAWAY (CVE-2024-2653 and its kin).
+const H2_MAX_LOCAL_RESETS: usize = 256;
+
+/// hyper refuses a read buffer below 8 KiB (it asserts); header bytes beyond
+/// the configured limit but under this floor are refused by the gateway.
+const H1_MIN_BUF: usize = 8192;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `limits.shutdown_grace` for open connections to finish their requests.
@@ -51,14 +66,23 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Flipped once on shutdown; every connection then finishes its
+    // in-flight requests and closes (HTTP/2 sends GOAWAY).
+    let (draining, drain) = tokio::sync::watch::channel(false);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // Over either limit hyper answers 431 itself and closes the connection.
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(H1_MIN_BUF));
     http.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // The decoded header list (RFC 9113 §6.5.2); hyper refuses larger ones.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     gateway.set_serving(true);
 
@@ -86,7 +110,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
         let http = http.clone();
-        let watcher = graceful.watcher();
+        let mut drain = drain.clone();
         let handshake_timeout = limits.handshake_timeout;
         let open = gateway.connection_opened();
         tokio::spawn(async move {
@@ -113,10 +137,22 @@ pub async fn serve(
             } else {
                 http.http1_only()
             };
-            let connection = http
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(connection).await {
+            // With upgrades: a WebSocket handshake the gateway authenticated
+            // takes the connection over (HTTP/1.1 only).
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let ended = match tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                // Also when the sender is gone: the server has stopped.
+                _ = drain.changed() => None,
+            } {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 tracing::debug!(%client, error = %err, "connection ended with an error");
             }
         });
@@ -124,12 +160,14 @@ pub async fn serve(
 
     // Draining: tell load balancers to stop sending before connections close.
     gateway.set_serving(false);
-    tracing::info!(
-        connections = graceful.count(),
-        "shutting down; draining connections"
-    );
+    let open = limits.max_connections - permits.available_permits();
+    tracing::info!(connections = open, "shutting down; draining connections");
+    let _ = draining.send(true);
+    // Every connection task holds a permit until it ends: all permits back
+    // means all connections are closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = permits.acquire_many(all) => tracing::info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
         }

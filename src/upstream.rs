@@ -5,11 +5,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body_util::{Either, Full};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config;
 
@@ -32,7 +32,13 @@ pub enum UpstreamError {
     Timeout { upstream: String, after: Duration },
     #[error("upstream {upstream} cannot take request target {target:?}")]
     BadTarget { upstream: String, target: String },
+    /// The client's streamed body grew past the limit while being forwarded.
+    #[error("request body to upstream {upstream} exceeded {limit} bytes")]
+    BodyTooLarge { upstream: String, limit: u64 },
 }
+
+/// Request bodies, cut off at the configured size while they stream.
+type RequestBody = Limited<Incoming>;
 
 pub struct Upstream {
     name: String,
@@ -41,7 +47,7 @@ pub struct Upstream {
     /// Path prefix from the configured URL, without a trailing slash.
     base_path: String,
     timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 /// How long an idle pooled connection is kept. Upstreams commonly close idle
@@ -81,14 +87,19 @@ impl Upstream {
         &self.name
     }
 
-    /// Sends `request` to this upstream at `path` (already normalised) plus
-    /// the request's own query, and returns the response head; the body streams.
+    /// Sends `request` to this upstream at `path` (already normalised) with
+    /// `query`, and returns the response head; the body streams, at most
+    /// `max_body` bytes of it.
     pub async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         path: &str,
+        query: Option<&str>,
+        max_body: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let target = match request.uri().query() {
+        let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+        let mut request = request.map(|body| Limited::new(body, limit));
+        let target = match query {
             Some(query) => format!("{}{path}?{query}", self.base_path),
             None => format!("{}{path}", self.base_path),
         };
@@ -120,11 +131,45 @@ impl Upstream {
                 upstream: self.name.clone(),
                 source,
             }),
+            Ok(Err(source)) if caused_by_length_limit(&source) => {
+                Err(UpstreamError::BodyTooLarge {
+                    upstream: self.name.clone(),
+                    limit: max_body,
+                })
+            }
             Ok(Err(source)) => Err(UpstreamError::Failed {
                 upstream: self.name.clone(),
                 source,
             }),
             Ok(Ok(response)) => Ok(response),
         }
+    }
+}
+
+/// Whether the request failed because [`Limited`] cut the client's body off.
+fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Joins an upgraded client connection to the upgraded upstream connection
+/// and copies bytes both ways until either side closes.
+pub async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(client), Ok(upstream)) => (client, upstream),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended with an error");
     }
 }
