@@ -389,10 +389,13 @@ fn select_key<'k>(
     let unavailable = || JwtError::KeysUnavailable {
         pending: keys.pending(),
     };
+    // Key sources (JWKS) hold only public keys, so a missing one can never
+    // decide an HMAC token: those stay 401, never 503.
+    let pending = if alg.is_hmac() { 0 } else { keys.pending() };
     if let Some(kid) = kid {
         let mut named = keys.by_kid(kid).peekable();
         let Some(first) = named.peek().copied() else {
-            return Err(match keys.pending() {
+            return Err(match pending {
                 0 => JwtError::UnknownKid {
                     kid: kid.to_owned(),
                 },
@@ -414,14 +417,14 @@ fn select_key<'k>(
     }
     let mut candidates = keys.by_alg(alg).peekable();
     if candidates.peek().is_none() {
-        return Err(match keys.pending() {
+        return Err(match pending {
             0 => JwtError::AlgNotAllowed { alg },
             _ => unavailable(),
         });
     }
     match candidates.find(|key| key.verify(signing_input.as_bytes(), signature)) {
         Some(key) => Ok(key),
-        None if keys.pending() > 0 => Err(unavailable()),
+        None if pending > 0 => Err(unavailable()),
         None => Err(JwtError::BadSignature),
     }
 }

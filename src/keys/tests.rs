@@ -452,3 +452,26 @@ fn unknown_kid_while_a_source_is_pending_is_unavailable_not_invalid() {
     // The RFC token (no kid) still verifies with the loaded key.
     assert!(jwt::verify(A3_TOKEN, &keys, &rfc_validation(), RFC_EXP - 1).is_ok());
 }
+
+#[test]
+fn hmac_token_is_never_unavailable_because_jwks_hold_no_secrets() {
+    let secret = b"an HS256 secret of 32 bytes ....";
+    let keys = KeySet::from_shared(
+        vec![Arc::new(
+            Key::hmac(Some("h".into()), Alg::HS256, secret).unwrap(),
+        )],
+        1,
+        0,
+    );
+    let forger = Key::hmac(None, Alg::HS256, b"the attacker's own 32-byte key!!").unwrap();
+    let forged = sign_with(Alg::HS256, None, |m| forger.sign(m));
+    assert_eq!(
+        jwt::verify(&forged, &keys, &Validation::default(), now()),
+        Err(JwtError::BadSignature)
+    );
+    let unknown = sign_with(Alg::HS256, Some("nope"), |m| forger.sign(m));
+    assert!(matches!(
+        jwt::verify(&unknown, &keys, &Validation::default(), now()),
+        Err(JwtError::UnknownKid { .. })
+    ));
+}
