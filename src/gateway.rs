@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
-use crate::headers::{self, Identity};
+use crate::headers::{self, HostError, Identity};
 use crate::jwks::Keyring;
 use crate::jwt::{JwtError, Validation, Verified};
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
@@ -75,6 +75,8 @@ struct Trace {
 pub enum GatewayError {
     #[error("bad path: {0}")]
     Path(#[from] PathError),
+    #[error("bad host: {0}")]
+    Host(#[from] HostError),
     #[error(transparent)]
     Route(#[from] RouteError),
     #[error(transparent)]
@@ -263,6 +265,7 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         self.limits.check(&request)?;
+        let host = headers::client_host(&request)?;
         let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
         trace.route = self
@@ -292,7 +295,7 @@ impl Gateway {
         // A WebSocket (or other) upgrade goes through only after the checks above.
         let upgrade = headers::requested_upgrade(&request);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-        rewrite_request_headers(&mut request, verified.as_ref(), client);
+        rewrite_request_headers(&mut request, verified.as_ref(), client, host);
         if let Some(protocol) = &upgrade {
             headers::keep_upgrade(request.headers_mut(), protocol.clone());
         }
@@ -400,14 +403,11 @@ fn rewrite_request_headers(
     request: &mut Request<Incoming>,
     verified: Option<&Verified>,
     client: SocketAddr,
+    host: Option<HeaderValue>,
 ) {
-    // HTTP/2 carries the host in :authority, HTTP/1.1 in Host.
-    let host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    if request.version() == http::Version::HTTP_2 {
+        headers::merge_cookies(request.headers_mut());
+    }
     let identity = verified.map(|v| Identity {
         user: v.user.as_deref(),
         roles: &v.roles,
@@ -437,6 +437,12 @@ fn error_response(err: &GatewayError) -> Response<Body> {
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the request path is not acceptable",
+            None,
+        ),
+        E::Host(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request host is missing or ambiguous",
             None,
         ),
         E::Route(RouteError::NotFound) => (
@@ -586,6 +592,7 @@ impl AccessLine<'_> {
         let reason = match self.failure {
             Some(GatewayError::Auth(err)) => err.reason(),
             Some(GatewayError::Path(_)) => "bad_path",
+            Some(GatewayError::Host(_)) => "bad_host",
             Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
             Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
             Some(GatewayError::Limit(_)) => "limit",

@@ -160,6 +160,9 @@ pub async fn serve(
 
     // Draining: tell load balancers to stop sending before connections close.
     gateway.set_serving(false);
+    // Closed first, so new clients are refused at once rather than left in
+    // the kernel's backlog until the drain ends.
+    drop(listener);
     let open = limits.max_connections - permits.available_permits();
     tracing::info!(connections = open, "shutting down; draining connections");
     let _ = draining.send(true);
