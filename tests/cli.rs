@@ -150,7 +150,7 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
         text.contains("\"sub\": \"42\"") && text.contains("\"role\": \"user\""),
         "{text}"
     );
-    assert!(text.contains("expires: in 9"), "{text}");
+    assert!(text.contains("expires: in "), "{text}");
 
     let verified = jwtgate(
         &["token", "inspect", &token, "--secret-env", "JWTGATE_SECRET"],
