@@ -1,9 +1,11 @@
 //! From a request's headers to a verified identity, under a route's policy.
 
+use std::time::{Duration, Instant};
+
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::jwt::{self, JwtError, Validation, Verified};
+use crate::jwt::{self, Alg, JwtError, Validation, Verified};
 use crate::keys::KeySet;
 use crate::routes::{AuthMode, Route};
 
@@ -24,6 +26,32 @@ pub enum AuthError {
         roles: Vec<String>,
         required: Vec<String>,
     },
+}
+
+impl AuthError {
+    /// A stable, closed set of reason names for logs and the
+    /// `jwtgate_auth_failures_total` metric (listed in
+    /// `metrics::AUTH_FAILURE_REASONS`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::InvalidRequest(_) => "invalid_request",
+            AuthError::Token(jwt) => jwt.reason(),
+            AuthError::Forbidden { .. } => "forbidden_role",
+        }
+    }
+}
+
+/// What checking one request's token cost: recorded in the verification
+/// histogram, `Server-Timing` and the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verification {
+    /// `None`: refused before the header named a supported algorithm.
+    pub alg: Option<Alg>,
+    /// Whether a verified identity came out (role policy aside).
+    pub accepted: bool,
+    /// From extracting the token to a verified identity (or the refusal).
+    pub elapsed: Duration,
 }
 
 /// The bearer token, if the request carries one (RFC 6750 §2.1).
@@ -138,22 +166,34 @@ pub fn find_token<'r>(
 /// Authenticates and authorises a request for `route` given the token found
 /// by [`find_token`]. `Ok(None)`: forward without identity (public route, or
 /// optional route without a token).
+///
+/// When a token was present, `measured` receives what verifying it cost
+/// (an out-parameter because it is wanted on refusal too).
 pub fn authorize(
     route: &Route,
     token: Option<&str>,
     keys: &KeySet,
     validation: &Validation,
     now: i64,
+    measured: &mut Option<Verification>,
 ) -> Result<Option<Verified>, AuthError> {
     if route.auth == AuthMode::None {
         return Ok(None);
     }
+    let started = Instant::now();
     let token = match (token, route.auth) {
         (Some(token), _) => token,
         (None, AuthMode::Optional) => return Ok(None),
         (None, _) => return Err(AuthError::Missing),
     };
-    let verified = jwt::verify(token, keys, validation, now)?;
+    let mut alg = None;
+    let verified = jwt::verify_reporting_alg(token, keys, validation, now, &mut alg);
+    *measured = Some(Verification {
+        alg,
+        accepted: verified.is_ok(),
+        elapsed: started.elapsed(),
+    });
+    let verified = verified?;
     if !route.roles.is_empty() && !verified.roles.iter().any(|r| route.roles.contains(r)) {
         return Err(AuthError::Forbidden {
             user: verified.user,
@@ -193,6 +233,54 @@ mod tests {
         );
         assert_eq!(bearer_token(&headers(&["Bearer"])).unwrap(), None);
         assert_eq!(bearer_token(&headers(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn every_failure_reason_has_a_metric_counter() {
+        use crate::metrics::AUTH_FAILURE_REASONS;
+        let jwt_errors = [
+            JwtError::TooLong,
+            JwtError::PartCount { parts: 2 },
+            JwtError::Encrypted,
+            JwtError::Base64 {
+                segment: jwt::Segment::Header,
+            },
+            JwtError::UnsupportedAlg { alg: "x".into() },
+            JwtError::Crit,
+            JwtError::UnknownKid { kid: "k".into() },
+            JwtError::AlgNotAllowed { alg: Alg::HS256 },
+            JwtError::BadSignature,
+            JwtError::Expired {
+                exp: 0,
+                now: 0,
+                leeway: 0,
+            },
+            JwtError::NotYetValid {
+                nbf: 0,
+                now: 0,
+                leeway: 0,
+            },
+            JwtError::BadIssuer,
+            JwtError::BadAudience,
+            JwtError::MissingClaim { claim: "x".into() },
+        ];
+        let auth_errors = [
+            AuthError::Missing,
+            AuthError::InvalidRequest("x"),
+            AuthError::Forbidden {
+                user: None,
+                roles: vec![],
+                required: vec![],
+            },
+        ];
+        let reasons = jwt_errors
+            .into_iter()
+            .map(AuthError::Token)
+            .chain(auth_errors)
+            .map(|e| e.reason());
+        for reason in reasons {
+            assert!(AUTH_FAILURE_REASONS.contains(&reason), "{reason}");
+        }
     }
 
     #[test]

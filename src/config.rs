@@ -21,6 +21,8 @@ use crate::routes::{AuthMode, Route, RouteTable};
 #[derive(Debug)]
 pub struct Config {
     pub server: Server,
+    /// The admin listener; `None` (the default): not started.
+    pub admin: Option<Admin>,
     pub validation: Validation,
     pub keys: KeySet,
     pub upstreams: Vec<Upstream>,
@@ -54,6 +56,15 @@ pub struct Server {
     pub max_uri_bytes: usize,
     /// Request body size at most; more: 413. Defaults to 10 MiB.
     pub max_body_bytes: u64,
+    /// Add `Server-Timing: jwt;dur=<ms>` to responses whose token was
+    /// verified. Defaults to true.
+    pub server_timing: bool,
+}
+
+/// `[admin]`: plaintext `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +167,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: RawServer,
+    admin: Option<RawAdmin>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -179,6 +191,13 @@ struct RawServer {
     max_headers: Option<Spanned<usize>>,
     max_uri_bytes: Option<Spanned<usize>>,
     max_body_bytes: Option<Spanned<u64>>,
+    server_timing: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -244,6 +263,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
         name => name.map(Spanned::into_inner),
     };
+    let admin = raw.admin.map(validate_admin).transpose()?;
     let (validation, keys) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -261,6 +281,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     }
     Ok(Config {
         server,
+        admin,
         validation,
         keys,
         upstreams,
@@ -322,7 +343,19 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         max_headers,
         max_uri_bytes,
         max_body_bytes,
+        server_timing: raw.server_timing.unwrap_or(true),
     })
+}
+
+fn validate_admin(raw: RawAdmin) -> Result<Admin, Invalid> {
+    let listen = raw.listen.get_ref().parse().map_err(|_| {
+        invalid(
+            &raw.listen,
+            "admin.listen",
+            format!("{:?} is not an address:port", raw.listen.get_ref()),
+        )
+    })?;
+    Ok(Admin { listen })
 }
 
 fn validate_jwt(
@@ -775,6 +808,36 @@ url = "http://127.0.0.1:8080"
         let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
             + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
         assert!(error(&text).contains("jwt.query_param"));
+    }
+
+    #[test]
+    fn admin_listener_is_off_unless_configured() {
+        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+        let config = parse(&text).unwrap();
+        assert!(config.admin.is_none());
+        assert!(config.server.server_timing);
+        let text = text.replace(
+            "[[jwt.keys]]",
+            "server_timing = false\n[admin]\nlisten = \"127.0.0.1:9901\"\n[[jwt.keys]]",
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.admin.map(|a| a.listen),
+            Some("127.0.0.1:9901".parse().unwrap())
+        );
+        assert!(!config.server.server_timing);
+    }
+
+    #[test]
+    fn bad_admin_address_is_named() {
+        let text = BASE.replace(
+            "[[jwt.keys]]",
+            "[admin]\nlisten = \"nowhere\"\n[[jwt.keys]]",
+        ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert_eq!(
+            error(&text),
+            "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
+        );
     }
 
     #[test]

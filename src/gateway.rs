@@ -1,20 +1,23 @@
 //! The request pipeline, and the one place errors become responses.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::auth::{self, AuthError};
+use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
 use crate::headers::{self, Identity};
 use crate::jwt::{Validation, Verified};
 use crate::keys::KeySet;
+use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
 use crate::upstream::{Body, Upstream, UpstreamError};
 
@@ -24,6 +27,10 @@ pub struct Gateway {
     keys: KeySet,
     validation: Validation,
     upstreams: Vec<Upstream>,
+    server_timing: bool,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    serving: ReadyFlag,
     token_query_param: Option<String>,
     limits: RequestLimits,
 }
@@ -52,6 +59,14 @@ pub enum LimitError {
     BodyTooLarge { length: u64, limit: u64 },
 }
 
+/// What one request did, gathered along the pipeline for metrics and the log.
+#[derive(Default)]
+struct Trace {
+    /// Index of the matched route in the route table.
+    route: Option<usize>,
+    verification: Option<Verification>,
+}
+
 /// Why a request was not forwarded, or not answered by the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -69,11 +84,23 @@ pub enum GatewayError {
 
 impl Gateway {
     pub fn new(config: Config) -> Gateway {
+        let route_labels: Vec<String> = config
+            .routes
+            .routes()
+            .iter()
+            .map(|r| r.prefix.clone())
+            .collect();
+        let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+        let readiness = Arc::new(Readiness::default());
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             routes: config.routes,
             keys: config.keys,
             validation: config.validation,
+            server_timing: config.server.server_timing,
+            metrics: Arc::new(Metrics::new(&route_labels, &upstream_names)),
+            serving: readiness.check("serving"),
+            readiness,
             token_query_param: config.token_query_param,
             limits: RequestLimits {
                 header_bytes: config.server.max_header_bytes,
@@ -84,6 +111,26 @@ impl Gateway {
         }
     }
 
+    /// The counters and histograms this gateway records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The checks `/readyz` reports; start-up work may register more.
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
+    }
+
+    /// Marks the gateway as accepting connections (or, on shutdown, not).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.set(serving);
+    }
+
+    /// Counts an open client connection until the guard drops.
+    pub fn connection_opened(&self) -> Gauge {
+        self.metrics.connection_opened()
+    }
+
     /// Serves one request. Cannot fail: every error is answered here.
     pub async fn handle(
         &self,
@@ -91,17 +138,29 @@ impl Gateway {
         client: SocketAddr,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
+        let _in_flight = self.metrics.request_started();
         let method = request.method().clone();
-        let target = request.uri().path().to_owned();
+        // A clone shares the URI's bytes: no copy of the path per request.
+        let uri = request.uri().clone();
         let http1 = request.version() < http::Version::HTTP_2;
-        let head = method == http::Method::HEAD;
-        let (response, user) = match self.forward(request, client).await {
-            Ok((response, user)) => (response.map(Either::Left), user),
+        let mut trace = Trace::default();
+        let (response, user) = match self.forward(request, &uri, client, &mut trace).await {
+            Ok((response, user)) => {
+                let mut response = response.map(Either::Left);
+                if self.server_timing
+                    && let Some(v) = &trace.verification
+                    && let Ok(value) = HeaderValue::from_str(&server_timing(v.elapsed))
+                {
+                    // Appended: the upstream's own Server-Timing entries stay.
+                    response.headers_mut().append(SERVER_TIMING, value);
+                }
+                (response, user)
+            }
             Err(err) => {
                 let mut response = error_response(&err);
                 // RFC 9110 §9.3.2: no content in a response to HEAD. hyper
                 // drops it on HTTP/1.1 but would send it as DATA on HTTP/2.
-                if head {
+                if method == http::Method::HEAD {
                     *response.body_mut() = Either::Right(Full::default());
                 }
                 // After a refused head or body the rest of the HTTP/1.1 stream
@@ -117,18 +176,31 @@ impl Gateway {
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                log_rejection(&err, &method, &target, client, response.status());
+                if let GatewayError::Auth(auth) = &err {
+                    self.metrics.count_auth_failure(auth.reason());
+                }
+                log_rejection(&err, &method, uri.path(), client, response.status());
                 (response, None)
             }
         };
+        if let Some(v) = &trace.verification {
+            let outcome = match v.accepted {
+                true => Outcome::Accepted,
+                false => Outcome::Rejected,
+            };
+            self.metrics.observe_verify(v.alg, outcome, v.elapsed);
+        }
+        self.metrics
+            .count_request(trace.route, response.status().as_u16());
         tracing::info!(
             target: "access",
             client = %client.ip(),
             %method,
-            path = %target,
+            path = %uri.path(),
             status = response.status().as_u16(),
             user = user.as_deref().unwrap_or("-"),
             micros = started.elapsed().as_micros() as u64,
+            jwt_us = %JwtMicros(trace.verification.map(|v| v.elapsed)),
         );
         Ok(response)
     }
@@ -137,18 +209,31 @@ impl Gateway {
     async fn forward(
         &self,
         mut request: Request<Incoming>,
+        uri: &Uri,
         client: SocketAddr,
+        trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         self.limits.check(&request)?;
-        let path = routes::normalize(request.uri().path())?.into_owned();
+        let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
-        let uri = request.uri().clone();
+        trace.route = self
+            .routes
+            .routes()
+            .iter()
+            .position(|r| std::ptr::eq(r, route));
         let query = match (&self.token_query_param, uri.query()) {
             (Some(param), Some(query)) => Some(auth::split_query_token(query, param)),
             _ => None,
         };
         let token = auth::find_token(request.headers(), query.as_ref())?;
-        let verified = auth::authorize(route, token, &self.keys, &self.validation, unix_now())?;
+        let verified = auth::authorize(
+            route,
+            token,
+            &self.keys,
+            &self.validation,
+            unix_now(),
+            &mut trace.verification,
+        )?;
         // The token parameter, like the Authorization header, is not forwarded.
         let forward_query = match &query {
             Some(split) => split.rest.as_deref(),
@@ -156,11 +241,44 @@ impl Gateway {
         };
         rewrite_request_headers(&mut request, verified.as_ref(), client);
         let upstream = &self.upstreams[route.upstream];
-        let mut response = upstream
+        let sent = Instant::now();
+        let response = upstream
             .forward(request, &path, forward_query, self.limits.body_bytes)
-            .await?;
+            .await;
+        self.metrics
+            .observe_upstream(route.upstream, sent.elapsed());
+        let mut response = response?;
         headers::remove_hop_by_hop(response.headers_mut());
         Ok((response, verified.and_then(|v| v.user)))
+    }
+}
+
+/// `Server-Timing` (W3C Server Timing): shown per request in browser
+/// devtools; `curl -v` prints it too.
+const SERVER_TIMING: header::HeaderName = header::HeaderName::from_static("server-timing");
+
+/// `jwt;dur=<milliseconds>` with nanosecond digits, trailing zeros trimmed:
+/// verification is usually well under a microsecond.
+fn server_timing(elapsed: Duration) -> String {
+    let ns = elapsed.as_nanos();
+    let (ms, frac) = (ns / 1_000_000, ns % 1_000_000);
+    if frac == 0 {
+        return format!("jwt;dur={ms}");
+    }
+    let frac = format!("{frac:06}");
+    format!("jwt;dur={ms}.{}", frac.trim_end_matches('0'))
+}
+
+/// Verification time in microseconds for the access log, `-` when no token
+/// was checked.
+struct JwtMicros(Option<Duration>);
+
+impl fmt::Display for JwtMicros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{:.3}", d.as_nanos() as f64 / 1_000.0),
+            None => f.write_str("-"),
+        }
     }
 }
 
@@ -267,7 +385,7 @@ fn error_response(err: &GatewayError) -> Response<Body> {
         ),
         E::Auth(AuthError::Missing) => (
             StatusCode::UNAUTHORIZED,
-            "invalid_token",
+            "missing_token",
             "a bearer token is required",
             // RFC 6750 §3.1: no error code when the request had no credentials.
             Some(REALM.to_owned()),
@@ -382,5 +500,27 @@ fn log_rejection(
         err => {
             tracing::info!(%method, path, client = %client.ip(), status, error = %err, "request refused")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_is_milliseconds_with_nanosecond_digits() {
+        assert_eq!(server_timing(Duration::from_nanos(431)), "jwt;dur=0.000431");
+        assert_eq!(server_timing(Duration::from_micros(1_500)), "jwt;dur=1.5");
+        assert_eq!(server_timing(Duration::from_millis(2)), "jwt;dur=2");
+        assert_eq!(server_timing(Duration::ZERO), "jwt;dur=0");
+    }
+
+    #[test]
+    fn access_log_shows_verification_microseconds() {
+        assert_eq!(
+            JwtMicros(Some(Duration::from_nanos(431))).to_string(),
+            "0.431"
+        );
+        assert_eq!(JwtMicros(None).to_string(), "-");
     }
 }

@@ -228,6 +228,18 @@ pub fn verify(
     validation: &Validation,
     now: i64,
 ) -> Result<Verified, JwtError> {
+    verify_reporting_alg(token, keys, validation, now, &mut None)
+}
+
+/// [`verify`], also reporting in `alg_seen` the token's algorithm as soon as
+/// its header named a supported one, so refusals can be counted per algorithm.
+pub fn verify_reporting_alg(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    now: i64,
+    alg_seen: &mut Option<Alg>,
+) -> Result<Verified, JwtError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(JwtError::TooLong);
     }
@@ -241,6 +253,7 @@ pub fn verify(
     let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
         alg: header.alg.clone().into_owned(),
     })?;
+    *alg_seen = Some(alg);
 
     let mut signature = [0u8; 64];
     let signature = decode_into(signature_b64, &mut signature, Segment::Signature)?;

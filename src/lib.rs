@@ -4,6 +4,7 @@
 //! A request's path: [`server`] (TLS, HTTP/1.1 and HTTP/2) → [`gateway`]
 //! (route → authorize → rewrite headers → forward) → [`upstream`].
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod gateway;
 pub mod headers;
 pub mod jwt;
 pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod tls;

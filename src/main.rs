@@ -14,7 +14,7 @@ use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
 use jwtgate::server::{self, Limits};
-use jwtgate::{demo, tls, token};
+use jwtgate::{admin, demo, tls, token};
 
 /// A TLS-terminating reverse proxy that verifies the JWT on every request.
 #[derive(Parser)]
@@ -186,9 +186,41 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(server.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
+        // Bound before serving starts, so a taken admin port fails the start-up.
+        let admin_listener = match &config.admin {
+            Some(admin) => Some(
+                tokio::net::TcpListener::bind(admin.listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {} (admin): {e}", admin.listen))?,
+            ),
+            None => None,
+        };
         tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), "jwtgate serving HTTPS");
         let gateway = Arc::new(Gateway::new(config));
-        server::serve(listener, tls, gateway, Limits::from(&server), shutdown_signal()).await;
+        // One signal stops both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin = admin_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(listen = %addr, "admin listener serving /metrics, /healthz, /readyz");
+            }
+            tokio::spawn(admin::serve(
+                listener,
+                gateway.metrics().clone(),
+                gateway.readiness().clone(),
+                until_stopped(stopped.clone()),
+            ))
+        });
+        server::serve(listener, tls, gateway, Limits::from(&server), until_stopped(stopped)).await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         Ok(())
     })
 }

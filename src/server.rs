@@ -83,6 +83,7 @@ pub async fn serve(
         // The decoded header list (RFC 9113 §6.5.2); hyper refuses larger ones.
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
+    gateway.set_serving(true);
 
     loop {
         let permit = tokio::select! {
@@ -110,8 +111,10 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         let handshake_timeout = limits.handshake_timeout;
+        let open = gateway.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
@@ -142,6 +145,8 @@ pub async fn serve(
         });
     }
 
+    // Draining: tell load balancers to stop sending before connections close.
+    gateway.set_serving(false);
     tracing::info!(
         connections = graceful.count(),
         "shutting down; draining connections"

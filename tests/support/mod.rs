@@ -198,6 +198,8 @@ upstream = "app"
 /// The real gateway, serving TLS on 127.0.0.1:0.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `[admin]` (bound to port 0).
+    pub admin: Option<SocketAddr>,
     pub pki: Arc<DevPki>,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<()>,
@@ -217,7 +219,22 @@ impl TestGateway {
         let tls_config =
             tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key()).unwrap();
         let limits = Limits::from(&config.server);
+        let admin_listen = config.admin.as_ref().map(|a| a.listen);
         let gateway = Arc::new(Gateway::new(config));
+        let admin = match admin_listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen).await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(jwtgate::admin::serve(
+                    listener,
+                    gateway.metrics().clone(),
+                    gateway.readiness().clone(),
+                    std::future::pending(),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -232,6 +249,7 @@ impl TestGateway {
         ));
         TestGateway {
             addr,
+            admin,
             pki,
             stop: Some(stop),
             task,
@@ -461,4 +479,25 @@ pub async fn tls_connect(
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// A plaintext HTTP/1.1 GET (for the admin listener): status and body.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }

@@ -1,0 +1,702 @@
+//! Counters, gauges and latency histograms, rendered in the Prometheus text
+//! exposition format (version 0.0.4).
+//!
+//! Recording is on every request's path, so it must not cost measurably:
+//! every series lives in an array allocated once at start-up and indexed by
+//! a closed set (algorithm, outcome, reason, route, status code, upstream);
+//! an observation is one or two relaxed atomic additions, with no lock and
+//! no allocation. Only rendering (a scrape) allocates.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use crate::jwt::Alg;
+
+/// Upper bounds (nanoseconds) of the verification histogram. HMAC verification
+/// of a typical token takes well under a microsecond and public-key algorithms
+/// tens of microseconds to a millisecond, so the buckets are fine below 1 µs
+/// and coarser above.
+pub const VERIFY_BOUNDS_NS: &[u64] = &[
+    100, 150, 200, 250, 300, 400, 500, 750, // sub-microsecond
+    1_000, 1_500, 2_000, 3_000, 5_000, 7_500, // microseconds
+    10_000, 25_000, 50_000, 100_000, 250_000, 500_000, // tens to hundreds of µs
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, // milliseconds
+];
+
+/// Upper bounds (nanoseconds) of the upstream histogram: a loopback
+/// upstream answers in tens of microseconds, a slow one in seconds.
+pub const UPSTREAM_BOUNDS_NS: &[u64] = &[
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// A cumulative histogram over fixed bounds. `observe` is two relaxed atomic
+/// additions after a binary search of a few dozen bounds.
+pub struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bound plus the overflow (`+Inf`) bucket; not cumulative.
+    counts: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, elapsed: Duration) {
+        // Saturates after 584 years, which no request lasts.
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        // Prometheus buckets are "less than or equal": the first bound >= ns.
+        let bucket = self.bounds.partition_point(|&bound| bound < ns);
+        if let Some(count) = self.counts.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Appends `name_bucket`, `name_sum` and `name_count` lines. `labels` is
+    /// `""` or `k="v",…` without braces.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = match self.bounds.get(i) {
+                Some(&bound) => writeln!(
+                    out,
+                    "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
+                    seconds(bound)
+                ),
+                None => writeln!(
+                    out,
+                    "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                ),
+            };
+        }
+        let sum = seconds(self.sum_ns.load(Ordering::Relaxed));
+        let braces = |labels: &str| match labels {
+            "" => String::new(),
+            l => format!("{{{l}}}"),
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        // The count is the +Inf bucket, so a scrape never sees them disagree.
+        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
+    }
+}
+
+/// Nanoseconds as a decimal number of seconds, exactly (no float rounding):
+/// `250` → `0.00000025`, `1_500_000_000` → `1.5`.
+fn seconds(ns: u64) -> String {
+    let whole = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:09}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// How a verification ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Rejected,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 2] = [Outcome::Accepted, Outcome::Rejected];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Every reason `jwtgate_auth_failures_total` can carry; a closed set so the
+/// counters are a fixed array. `AuthError::reason` and `JwtError::reason`
+/// return these names; a name not listed is counted as `other` (a unit test
+/// keeps the lists in step).
+pub const AUTH_FAILURE_REASONS: &[&str] = &[
+    "missing",
+    "invalid_request",
+    "malformed",
+    "alg_not_allowed",
+    "crit",
+    "unknown_kid",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "bad_issuer",
+    "bad_audience",
+    "invalid_claims",
+    "forbidden_role",
+    "other",
+];
+
+/// Label of requests that matched no route (bad path, 404).
+const UNMATCHED: &str = "unmatched";
+
+/// Status codes 100–599 each have a counter; anything else counts as 599's
+/// neighbour slot `other` (hyper does not produce them).
+const STATUS_MIN: u16 = 100;
+const STATUS_SLOTS: usize = 500;
+
+/// All of the gateway's metrics. Built once from the route and upstream
+/// lists, shared by the gateway, the accept loop and the admin listener.
+pub struct Metrics {
+    /// `[alg index][outcome]`; the last alg index is `unknown` (the token was
+    /// refused before its algorithm was known).
+    verify: Box<[[Histogram; 2]]>,
+    /// Distinct route labels, `unmatched` last.
+    route_labels: Vec<String>,
+    /// Route index (in `RouteTable::routes` order) → label slot. Routes that
+    /// share a prefix (with disjoint methods) share a label.
+    route_slot: Vec<usize>,
+    /// `[route slot][status - 100]`.
+    requests: Box<[[AtomicU64; STATUS_SLOTS]]>,
+    auth_failures: Box<[AtomicU64]>,
+    upstream_names: Vec<String>,
+    upstream: Box<[Histogram]>,
+    in_flight: AtomicI64,
+    connections: AtomicI64,
+    connections_total: AtomicU64,
+}
+
+impl Metrics {
+    /// `routes`: each route's label (its prefix), in route-table order;
+    /// `upstreams`: each upstream's name, in config order.
+    pub fn new(routes: &[String], upstreams: &[String]) -> Metrics {
+        let mut route_labels: Vec<String> = Vec::new();
+        let route_slot = routes
+            .iter()
+            .map(|label| match route_labels.iter().position(|l| l == label) {
+                Some(slot) => slot,
+                None => {
+                    route_labels.push(label.clone());
+                    route_labels.len() - 1
+                }
+            })
+            .collect();
+        route_labels.push(UNMATCHED.to_owned());
+        Metrics {
+            verify: (0..=Alg::ALL.len())
+                .map(|_| {
+                    [
+                        Histogram::new(VERIFY_BOUNDS_NS),
+                        Histogram::new(VERIFY_BOUNDS_NS),
+                    ]
+                })
+                .collect(),
+            requests: (0..route_labels.len())
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            route_labels,
+            route_slot,
+            auth_failures: AUTH_FAILURE_REASONS
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            upstream: upstreams
+                .iter()
+                .map(|_| Histogram::new(UPSTREAM_BOUNDS_NS))
+                .collect(),
+            upstream_names: upstreams.to_vec(),
+            in_flight: AtomicI64::new(0),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+
+    /// One token verification: `alg` is `None` when the token was refused
+    /// before its header named a supported algorithm.
+    pub fn observe_verify(&self, alg: Option<Alg>, outcome: Outcome, elapsed: Duration) {
+        let alg = alg
+            .and_then(|alg| Alg::ALL.iter().position(|a| *a == alg))
+            .unwrap_or(Alg::ALL.len());
+        let outcome = match outcome {
+            Outcome::Accepted => 0,
+            Outcome::Rejected => 1,
+        };
+        if let Some(h) = self.verify.get(alg).and_then(|pair| pair.get(outcome)) {
+            h.observe(elapsed);
+        }
+    }
+
+    /// One answered request; `route` is its index in the route table, `None`
+    /// when no route matched.
+    pub fn count_request(&self, route: Option<usize>, status: u16) {
+        let slot = route
+            .and_then(|r| self.route_slot.get(r).copied())
+            .unwrap_or(self.route_labels.len() - 1);
+        let code = usize::from(status.saturating_sub(STATUS_MIN)).min(STATUS_SLOTS - 1);
+        if let Some(counter) = self.requests.get(slot).and_then(|row| row.get(code)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One refused request, by a reason from [`AUTH_FAILURE_REASONS`].
+    pub fn count_auth_failure(&self, reason: &str) {
+        // Failures are the cold path; a dozen string comparisons are noise.
+        let i = AUTH_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(AUTH_FAILURE_REASONS.len() - 1);
+        if let Some(counter) = self.auth_failures.get(i) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Time from sending a request upstream to its response headers.
+    pub fn observe_upstream(&self, upstream: usize, elapsed: Duration) {
+        if let Some(h) = self.upstream.get(upstream) {
+            h.observe(elapsed);
+        }
+    }
+
+    /// Counts a request as in flight until the guard is dropped (also when
+    /// the client goes away and the request future is dropped mid-way).
+    pub fn request_started(self: &Arc<Self>) -> Gauge {
+        Gauge::enter(self.clone(), Which::InFlight)
+    }
+
+    /// Counts an open client connection until the guard is dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> Gauge {
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+        Gauge::enter(self.clone(), Which::Connections)
+    }
+
+    /// Verifications recorded for `alg` (`None`: unknown) and `outcome`.
+    pub fn verify_count(&self, alg: Option<Alg>, outcome: Outcome) -> u64 {
+        let alg = alg
+            .and_then(|alg| Alg::ALL.iter().position(|a| *a == alg))
+            .unwrap_or(Alg::ALL.len());
+        let outcome = usize::from(outcome == Outcome::Rejected);
+        self.verify
+            .get(alg)
+            .and_then(|pair| pair.get(outcome))
+            .map_or(0, Histogram::count)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let alg_label = |i: usize| Alg::ALL.get(i).map_or("unknown", |a| a.name());
+
+        header(
+            &mut out,
+            "jwtgate_jwt_verify_seconds",
+            "histogram",
+            "Time to verify a request's token, from extracting it to a verified identity.",
+        );
+        for (i, pair) in self.verify.iter().enumerate() {
+            for (outcome, h) in Outcome::ALL.iter().zip(pair) {
+                let labels = format!("alg=\"{}\",outcome=\"{}\"", alg_label(i), outcome.label());
+                h.render(&mut out, "jwtgate_jwt_verify_seconds", &labels);
+            }
+        }
+
+        header(
+            &mut out,
+            "jwtgate_requests_total",
+            "counter",
+            "Requests answered, by route prefix and status code.",
+        );
+        for (slot, row) in self.requests.iter().enumerate() {
+            let route = escape(&self.route_labels[slot]);
+            for (code, counter) in row.iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = usize::from(STATUS_MIN) + code;
+                    let _ = writeln!(
+                        out,
+                        "jwtgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
+            }
+        }
+
+        header(
+            &mut out,
+            "jwtgate_auth_failures_total",
+            "counter",
+            "Requests refused by authentication or authorisation, by reason.",
+        );
+        for (reason, counter) in AUTH_FAILURE_REASONS.iter().zip(self.auth_failures.iter()) {
+            let n = counter.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "jwtgate_auth_failures_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+
+        header(
+            &mut out,
+            "jwtgate_upstream_seconds",
+            "histogram",
+            "Time from forwarding a request to the upstream's response headers.",
+        );
+        for (name, h) in self.upstream_names.iter().zip(self.upstream.iter()) {
+            let labels = format!("upstream=\"{}\"", escape(name));
+            h.render(&mut out, "jwtgate_upstream_seconds", &labels);
+        }
+
+        header(
+            &mut out,
+            "jwtgate_requests_in_flight",
+            "gauge",
+            "Requests being handled now.",
+        );
+        let _ = writeln!(
+            out,
+            "jwtgate_requests_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "jwtgate_connections_open",
+            "gauge",
+            "Client connections open now (TLS handshake included).",
+        );
+        let _ = writeln!(
+            out,
+            "jwtgate_connections_open {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "jwtgate_connections_total",
+            "counter",
+            "Client connections accepted.",
+        );
+        let _ = writeln!(
+            out,
+            "jwtgate_connections_total {}",
+            self.connections_total.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Label values escape `\`, `"` and newline (exposition format spec).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[derive(Clone, Copy)]
+enum Which {
+    InFlight,
+    Connections,
+}
+
+/// Holds one unit of a gauge; dropping it gives the unit back.
+pub struct Gauge {
+    metrics: Arc<Metrics>,
+    which: Which,
+}
+
+impl Gauge {
+    fn enter(metrics: Arc<Metrics>, which: Which) -> Gauge {
+        metrics.gauge(which).fetch_add(1, Ordering::Relaxed);
+        Gauge { metrics, which }
+    }
+}
+
+impl Metrics {
+    fn gauge(&self, which: Which) -> &AtomicI64 {
+        match which {
+            Which::InFlight => &self.in_flight,
+            Which::Connections => &self.connections,
+        }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.metrics
+            .gauge(self.which)
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Readiness: a list of named checks that must all pass before `/readyz`
+/// answers 200. The gateway registers `serving` (set while the accept loop
+/// runs); other start-up work (e.g. loading remote key sets) registers its
+/// own check and sets it when done. Not on the request path, so a mutex is fine.
+#[derive(Default)]
+pub struct Readiness {
+    checks: Mutex<Vec<(&'static str, Arc<AtomicBool>)>>,
+}
+
+/// One readiness check; cheap to clone and set from any task.
+#[derive(Clone)]
+pub struct ReadyFlag(Arc<AtomicBool>);
+
+impl ReadyFlag {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+}
+
+impl Readiness {
+    /// Registers a check, initially not ready.
+    pub fn check(&self, name: &'static str) -> ReadyFlag {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, flag.clone()));
+        ReadyFlag(flag)
+    }
+
+    /// The names of the checks not passed yet; empty when ready.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, flag)| !flag.load(Ordering::Acquire))
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket_lines(text: &str, prefix: &str) -> Vec<(String, u64)> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix) && l.contains("_bucket"))
+            .map(|l| {
+                let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+                let n = l.rsplit(' ').next().unwrap().parse().unwrap();
+                (le.to_owned(), n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn observation_on_a_bound_falls_in_that_bucket() {
+        let h = Histogram::new(&[100, 200]);
+        h.observe(Duration::from_nanos(100));
+        h.observe(Duration::from_nanos(101));
+        h.observe(Duration::from_nanos(200));
+        h.observe(Duration::from_nanos(5_000));
+        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts, [1, 2, 1]);
+        assert_eq!(h.count(), 4);
+    }
+
+    #[test]
+    fn zero_and_huge_durations_are_counted() {
+        let h = Histogram::new(&[100]);
+        h.observe(Duration::ZERO);
+        h.observe(Duration::MAX);
+        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts, [1, 1]);
+    }
+
+    #[test]
+    fn histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::new(&[250, 1_000, 1_500_000_000]);
+        h.observe(Duration::from_nanos(200));
+        h.observe(Duration::from_nanos(300));
+        h.observe(Duration::from_secs(2));
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "alg=\"HS256\"");
+        assert_eq!(
+            out,
+            "x_seconds_bucket{alg=\"HS256\",le=\"0.00000025\"} 1\n\
+             x_seconds_bucket{alg=\"HS256\",le=\"0.000001\"} 2\n\
+             x_seconds_bucket{alg=\"HS256\",le=\"1.5\"} 2\n\
+             x_seconds_bucket{alg=\"HS256\",le=\"+Inf\"} 3\n\
+             x_seconds_sum{alg=\"HS256\"} 2.0000005\n\
+             x_seconds_count{alg=\"HS256\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn unlabelled_histogram_has_no_empty_braces_on_sum_and_count() {
+        let h = Histogram::new(&[1_000]);
+        let mut out = String::new();
+        h.render(&mut out, "y", "");
+        assert!(out.contains("y_bucket{le=\"0.000001\"} 0\n"), "{out}");
+        assert!(out.contains("y_sum 0\ny_count 0\n"), "{out}");
+    }
+
+    #[test]
+    fn seconds_are_exact_decimals() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(100), "0.0000001");
+        assert_eq!(seconds(1_000_000), "0.001");
+        assert_eq!(seconds(30_000_000_000), "30");
+        assert_eq!(seconds(1_250_000_000), "1.25");
+    }
+
+    #[test]
+    fn bounds_are_strictly_increasing_and_resolve_sub_microsecond() {
+        for bounds in [VERIFY_BOUNDS_NS, UPSTREAM_BOUNDS_NS] {
+            assert!(bounds.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(VERIFY_BOUNDS_NS.iter().filter(|&&b| b < 1_000).count() >= 6);
+        assert!(VERIFY_BOUNDS_NS.last().is_some_and(|&b| b >= 10_000_000));
+    }
+
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new(
+            &["/api".to_owned(), "/api".to_owned(), "/".to_owned()],
+            &["app".to_owned()],
+        ))
+    }
+
+    #[test]
+    fn verify_histogram_is_labelled_by_alg_and_outcome() {
+        let m = metrics();
+        m.observe_verify(
+            Some(Alg::HS384),
+            Outcome::Accepted,
+            Duration::from_nanos(400),
+        );
+        m.observe_verify(None, Outcome::Rejected, Duration::from_nanos(90));
+        let text = m.render();
+        let hs384 = bucket_lines(
+            &text,
+            "jwtgate_jwt_verify_seconds_bucket{alg=\"HS384\",outcome=\"accepted\"",
+        );
+        assert_eq!(hs384[0], ("0.0000001".to_owned(), 0));
+        assert!(hs384.contains(&("0.0000004".to_owned(), 1)));
+        assert_eq!(hs384.last(), Some(&("+Inf".to_owned(), 1)));
+        assert!(text.contains(
+            "jwtgate_jwt_verify_seconds_count{alg=\"unknown\",outcome=\"rejected\"} 1\n"
+        ));
+        assert!(
+            text.contains(
+                "jwtgate_jwt_verify_seconds_count{alg=\"HS256\",outcome=\"accepted\"} 0\n"
+            )
+        );
+        assert_eq!(m.verify_count(Some(Alg::HS384), Outcome::Accepted), 1);
+    }
+
+    #[test]
+    fn routes_sharing_a_prefix_share_a_label() {
+        let m = metrics();
+        m.count_request(Some(0), 200);
+        m.count_request(Some(1), 200);
+        m.count_request(Some(2), 401);
+        m.count_request(None, 404);
+        m.count_request(None, 404);
+        let text = m.render();
+        assert!(text.contains("jwtgate_requests_total{route=\"/api\",status=\"200\"} 2\n"));
+        assert!(text.contains("jwtgate_requests_total{route=\"/\",status=\"401\"} 1\n"));
+        assert!(text.contains("jwtgate_requests_total{route=\"unmatched\",status=\"404\"} 2\n"));
+        assert_eq!(text.matches("jwtgate_requests_total{").count(), 3);
+    }
+
+    #[test]
+    fn unknown_failure_reasons_count_as_other() {
+        let m = metrics();
+        m.count_auth_failure("expired");
+        m.count_auth_failure("no_such_reason");
+        let text = m.render();
+        assert!(text.contains("jwtgate_auth_failures_total{reason=\"expired\"} 1\n"));
+        assert!(text.contains("jwtgate_auth_failures_total{reason=\"other\"} 1\n"));
+        assert!(text.contains("jwtgate_auth_failures_total{reason=\"missing\"} 0\n"));
+    }
+
+    #[test]
+    fn gauges_go_back_down_when_the_guard_drops() {
+        let m = metrics();
+        let a = m.request_started();
+        let b = m.connection_opened();
+        assert!(m.render().contains("jwtgate_requests_in_flight 1\n"));
+        drop(a);
+        drop(b);
+        let text = m.render();
+        assert!(text.contains("jwtgate_requests_in_flight 0\n"));
+        assert!(text.contains("jwtgate_connections_open 0\n"));
+        assert!(text.contains("jwtgate_connections_total 1\n"));
+    }
+
+    #[test]
+    fn every_metric_has_help_and_type_once() {
+        let text = metrics().render();
+        for name in [
+            "jwtgate_jwt_verify_seconds",
+            "jwtgate_requests_total",
+            "jwtgate_auth_failures_total",
+            "jwtgate_upstream_seconds",
+            "jwtgate_requests_in_flight",
+            "jwtgate_connections_open",
+            "jwtgate_connections_total",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn readiness_waits_for_every_check() {
+        let r = Readiness::default();
+        assert!(r.pending().is_empty());
+        let serving = r.check("serving");
+        let keys = r.check("keys");
+        assert_eq!(r.pending(), ["serving", "keys"]);
+        serving.set(true);
+        keys.set(true);
+        assert!(r.pending().is_empty());
+        serving.set(false);
+        assert_eq!(r.pending(), ["serving"]);
+    }
+}
