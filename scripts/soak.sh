@@ -107,7 +107,7 @@ B="https://localhost:$GW_PORT"
 req() { # req PROTO PATH [extra config lines...]
   local proto=$1 path=$2; shift 2
   printf 'next\nsilent\ncacert = "%s"\noutput = "/dev/null"\nmax-time = 10\n' "$WORK/ca.crt"
-  printf '%s\n' 'write-out = "%{http_code}\n"' "$proto" "url = \"$B$path\""
+  printf '%s\n' 'write-out = "%{http_code} %{method} %{url} h%{http_version} exit=%{exitcode}\n"' "$proto" "url = \"$B$path\""
   for line in "$@"; do printf '%s\n' "$line"; done
 }
 bearer() { printf 'header = "Authorization: Bearer %s"' "$1"; }
@@ -167,12 +167,15 @@ for pid in "${SLOW[@]}"; do wait "$pid" 2>/dev/null || true; done
 RSS_END=$(ps -o rss= -p "$GW_PID" | tr -d ' ' || echo gone)
 ALIVE=$(kill -0 "$GW_PID" 2>/dev/null && echo yes || echo no)
 
+# Lines are "status method url"; long URLs are shortened for the summary.
+awk '{print $1}' "$STATUS" > "$STATUS.codes"
 TOTAL=$(wc -l < "$STATUS")
 echo "soak: ${SECONDS_TOTAL}s, upstream restarts: $RESTARTS, gateway alive: $ALIVE, final request: $FINAL"
 echo "requests: $TOTAL"
-echo "status counts:"; sort "$STATUS" | uniq -c | sort -rn | sed 's/^/  /'
-UNEXPECTED=$(grep -E '^5' "$STATUS" | grep -vcE '^(502|504)$' || true)
+echo "status counts:"; sort "$STATUS.codes" | uniq -c | sort -rn | sed 's/^/  /'
+UNEXPECTED=$(grep -E '^5' "$STATUS.codes" | grep -vcE '^(502|504)$' || true)
 echo "5xx other than 502/504: $UNEXPECTED"
-echo "no answer (000): $(grep -c '^000$' "$STATUS" || true)"
+echo "no answer (000): $(grep -c '^000$' "$STATUS.codes" || true)"
+grep '^000 ' "$STATUS" | awk '{print "  " $2 " " substr($3, 1, 60) " " $4 " " $5}' | sed -E "s#https://localhost:$GW_PORT##" | sort | uniq -c
 echo "gateway RSS: start ${RSS_START} KiB, end ${RSS_END} KiB"
 [[ $ALIVE == yes && $UNEXPECTED == 0 ]]
