@@ -30,6 +30,33 @@ pub struct Config {
     /// `[jwt] query_param`: a query parameter that may carry the token
     /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
     pub token_query_param: Option<String>,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log and the rest go (stderr) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `error`, `warn`, `info` (the default: one access line per request),
+    /// `debug` or `trace`. The `JWTGATE_LOG` environment variable overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable `key=value` lines.
+    Text,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +195,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct RawConfig {
     server: RawServer,
     admin: Option<RawAdmin>,
+    log: Option<RawLog>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -198,6 +226,13 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -248,6 +283,7 @@ struct RawRoute {
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
+    let admin = raw.admin.map(validate_admin).transpose()?;
     let token_query_param = match raw.jwt.query_param.clone() {
         Some(name)
             if name.get_ref().is_empty()
@@ -263,7 +299,6 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
         name => name.map(Spanned::into_inner),
     };
-    let admin = raw.admin.map(validate_admin).transpose()?;
     let (validation, keys) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -279,7 +314,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             ),
         });
     }
+    let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
     Ok(Config {
+        log,
         server,
         admin,
         validation,
@@ -339,11 +376,11 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         )?,
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
+        server_timing: raw.server_timing.unwrap_or(true),
         max_header_bytes,
         max_headers,
         max_uri_bytes,
         max_body_bytes,
-        server_timing: raw.server_timing.unwrap_or(true),
     })
 }
 
@@ -444,6 +481,41 @@ fn validate_jwt(
         keys.push(key);
     }
     Ok((validation, KeySet::new(keys)))
+}
+
+fn validate_log(raw: RawLog) -> Result<Log, Invalid> {
+    let defaults = Log::default();
+    let level = match raw.level {
+        None => defaults.level,
+        Some(level)
+            if ["error", "warn", "info", "debug", "trace"].contains(&level.get_ref().as_str()) =>
+        {
+            level.into_inner()
+        }
+        Some(level) => {
+            return Err(invalid(
+                &level,
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    level.get_ref()
+                ),
+            ));
+        }
+    };
+    let format = match raw.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            let span = raw.format.as_ref().map(Spanned::span);
+            return Err(Invalid {
+                span,
+                key: "log.format".to_owned(),
+                message: format!("{other:?} is not one of json, text"),
+            });
+        }
+    };
+    Ok(Log { level, format })
 }
 
 /// The user and role claims must not be claims the verifier checks itself:
@@ -787,30 +859,6 @@ url = "http://127.0.0.1:8080"
     }
 
     #[test]
-    fn limits_have_defaults_and_floors() {
-        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
-        let server = parse(&text).map(|c| c.server).ok();
-        let limits = server.map(|s| {
-            (
-                s.max_header_bytes,
-                s.max_headers,
-                s.max_uri_bytes,
-                s.max_body_bytes,
-            )
-        });
-        assert_eq!(limits, Some((16 * 1024, 100, 8 * 1024, 10 * 1024 * 1024)));
-        let low = text.replace("[server]", "[server]\nmax_headers = 2");
-        assert!(error(&low).contains("server.max_headers: must be at least 8"));
-    }
-
-    #[test]
-    fn query_param_must_be_a_plain_name() {
-        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
-            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
-        assert!(error(&text).contains("jwt.query_param"));
-    }
-
-    #[test]
     fn admin_listener_is_off_unless_configured() {
         let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
         let config = parse(&text).unwrap();
@@ -838,6 +886,30 @@ url = "http://127.0.0.1:8080"
             error(&text),
             "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
         );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_floors() {
+        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+        let server = parse(&text).map(|c| c.server).ok();
+        let limits = server.map(|s| {
+            (
+                s.max_header_bytes,
+                s.max_headers,
+                s.max_uri_bytes,
+                s.max_body_bytes,
+            )
+        });
+        assert_eq!(limits, Some((16 * 1024, 100, 8 * 1024, 10 * 1024 * 1024)));
+        let low = text.replace("[server]", "[server]\nmax_headers = 2");
+        assert!(error(&low).contains("server.max_headers: must be at least 8"));
+    }
+
+    #[test]
+    fn query_param_must_be_a_plain_name() {
+        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("jwt.query_param"));
     }
 
     #[test]

@@ -27,12 +27,13 @@ pub struct Gateway {
     keys: KeySet,
     validation: Validation,
     upstreams: Vec<Upstream>,
+    token_query_param: Option<String>,
+    limits: RequestLimits,
+    request_ids: headers::RequestIds,
     server_timing: bool,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     serving: ReadyFlag,
-    token_query_param: Option<String>,
-    limits: RequestLimits,
 }
 
 /// Per-request limits from `[server]`. hyper enforces the header limits on
@@ -65,6 +66,8 @@ struct Trace {
     /// Index of the matched route in the route table.
     route: Option<usize>,
     verification: Option<Verification>,
+    /// Time from sending to the upstream until its response head arrived.
+    upstream: Option<Duration>,
 }
 
 /// Why a request was not forwarded, or not answered by the upstream.
@@ -102,6 +105,7 @@ impl Gateway {
             serving: readiness.check("serving"),
             readiness,
             token_query_param: config.token_query_param,
+            request_ids: headers::RequestIds::new(),
             limits: RequestLimits {
                 header_bytes: config.server.max_header_bytes,
                 headers: config.server.max_headers,
@@ -143,8 +147,15 @@ impl Gateway {
         // A clone shares the URI's bytes: no copy of the path per request.
         let uri = request.uri().clone();
         let http1 = request.version() < http::Version::HTTP_2;
+        let head = method == http::Method::HEAD;
         let mut trace = Trace::default();
-        let (response, user) = match self.forward(request, &uri, client, &mut trace).await {
+        let mut request = request;
+        let request_id = headers::request_id(request.headers(), &self.request_ids);
+        request
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let mut failure = None;
+        let (mut response, user) = match self.forward(request, &uri, client, &mut trace).await {
             Ok((response, user)) => {
                 let mut response = response.map(Either::Left);
                 if self.server_timing
@@ -158,9 +169,12 @@ impl Gateway {
             }
             Err(err) => {
                 let mut response = error_response(&err);
+                if let GatewayError::Auth(auth) = &err {
+                    self.metrics.count_auth_failure(auth.reason());
+                }
                 // RFC 9110 §9.3.2: no content in a response to HEAD. hyper
                 // drops it on HTTP/1.1 but would send it as DATA on HTTP/2.
-                if method == http::Method::HEAD {
+                if head {
                     *response.body_mut() = Either::Right(Full::default());
                 }
                 // After a refused head or body the rest of the HTTP/1.1 stream
@@ -176,10 +190,7 @@ impl Gateway {
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                if let GatewayError::Auth(auth) = &err {
-                    self.metrics.count_auth_failure(auth.reason());
-                }
-                log_rejection(&err, &method, uri.path(), client, response.status());
+                failure = Some(err);
                 (response, None)
             }
         };
@@ -192,16 +203,27 @@ impl Gateway {
         }
         self.metrics
             .count_request(trace.route, response.status().as_u16());
-        tracing::info!(
-            target: "access",
-            client = %client.ip(),
-            %method,
-            path = %uri.path(),
-            status = response.status().as_u16(),
-            user = user.as_deref().unwrap_or("-"),
-            micros = started.elapsed().as_micros() as u64,
-            jwt_us = %JwtMicros(trace.verification.map(|v| v.elapsed)),
-        );
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let route = trace.route.and_then(|i| self.routes.routes().get(i));
+        let access = AccessLine {
+            request_id: &request_id,
+            client,
+            method: &method,
+            path: uri.path(),
+            route: route.map(|r| r.prefix.as_str()),
+            status: response.status(),
+            user: user.as_deref(),
+            trace: &trace,
+            failure: failure.as_ref(),
+            bytes: response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()),
+            elapsed: started.elapsed(),
+        };
+        access.log();
         Ok(response)
     }
 
@@ -245,6 +267,7 @@ impl Gateway {
         let response = upstream
             .forward(request, &path, forward_query, self.limits.body_bytes)
             .await;
+        trace.upstream = Some(sent.elapsed());
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
@@ -481,24 +504,71 @@ fn error_response(err: &GatewayError) -> Response<Body> {
     response
 }
 
-/// The log gets everything the client is not told.
-fn log_rejection(
-    err: &GatewayError,
-    method: &http::Method,
-    path: &str,
+/// One access-log line per request. The log gets everything the client is
+/// not told (the precise reason, the kid, timings); never the token or the
+/// query string, which may carry one.
+struct AccessLine<'a> {
+    request_id: &'a HeaderValue,
     client: SocketAddr,
+    method: &'a http::Method,
+    path: &'a str,
+    route: Option<&'a str>,
     status: StatusCode,
-) {
-    let status = status.as_u16();
-    match err {
-        GatewayError::Upstream(err) => {
-            tracing::warn!(%method, path, client = %client.ip(), status, error = %err, "upstream failure")
-        }
-        GatewayError::Auth(AuthError::Token(jwt)) => {
-            tracing::info!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token refused")
-        }
-        err => {
-            tracing::info!(%method, path, client = %client.ip(), status, error = %err, "request refused")
+    user: Option<&'a str>,
+    trace: &'a Trace,
+    failure: Option<&'a GatewayError>,
+    /// The response's Content-Length, when it has one (bodies stream).
+    bytes: Option<&'a str>,
+    elapsed: Duration,
+}
+
+impl AccessLine<'_> {
+    fn log(&self) {
+        let auth = match (self.trace.verification, self.failure) {
+            (_, Some(GatewayError::Auth(AuthError::Forbidden { .. }))) => "forbidden",
+            (_, Some(GatewayError::Auth(_))) => "rejected",
+            (Some(v), _) if v.accepted => "verified",
+            _ => "none",
+        };
+        let reason = match self.failure {
+            Some(GatewayError::Auth(err)) => err.reason(),
+            Some(GatewayError::Path(_)) => "bad_path",
+            Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
+            Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
+            Some(GatewayError::Limit(_)) => "limit",
+            Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
+            Some(GatewayError::Upstream(_)) => "upstream_error",
+            None => "",
+        };
+        let error = self.failure.map(|e| e.to_string());
+        tracing::info!(
+            target: "access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            client = %self.client.ip(),
+            method = %self.method,
+            path = self.path,
+            route = self.route.unwrap_or("-"),
+            status = self.status.as_u16(),
+            user = self.user.unwrap_or("-"),
+            auth,
+            reason,
+            error = error.as_deref().unwrap_or(""),
+            jwt_us = %JwtMicros(self.trace.verification.map(|v| v.elapsed)),
+            upstream_ms = %Millis(self.trace.upstream),
+            bytes = self.bytes.unwrap_or("-"),
+            total_us = self.elapsed.as_micros() as u64,
+        );
+    }
+}
+
+/// Milliseconds with microsecond precision, `-` when absent.
+struct Millis(Option<Duration>);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{:.3}", d.as_secs_f64() * 1_000.0),
+            None => f.write_str("-"),
         }
     }
 }

@@ -13,11 +13,13 @@
 //! Headers are edited in place, so repeated fields (`Set-Cookie`) survive.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub const X_ROLE: HeaderName = HeaderName::from_static("x-role");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -107,6 +109,67 @@ pub fn prepare_request(
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
+}
+
+/// Makes request ids: a random per-process prefix and a counter, so ids are
+/// unique across replicas without a syscall or a lock per request.
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        // Without randomness the prefix falls back to the clock and pid:
+        // still distinct between processes in practice.
+        if crate::tls::provider()
+            .secure_random
+            .fill(&mut seed)
+            .is_err()
+        {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            seed = (u64::from(nanos) << 32 | u64::from(std::process::id())).to_le_bytes();
+        }
+        RequestIds {
+            prefix: u64::from_le_bytes(seed),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn generate(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Hex digits are always a valid header value.
+        HeaderValue::from_str(&format!("{:016x}{n:016x}", self.prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+/// The request's `X-Request-Id` when it is one plausible id (1–128 of
+/// `A-Z a-z 0-9 - _ . : /`), else a new one: a client cannot inject log
+/// syntax or a megabyte of text through it.
+pub fn request_id(headers: &HeaderMap, ids: &RequestIds) -> HeaderValue {
+    let mut sent = headers.get_all(X_REQUEST_ID).iter();
+    match (sent.next(), sent.next()) {
+        (Some(id), None)
+            if (1..=128).contains(&id.len())
+                && id
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(b)) =>
+        {
+            id.clone()
+        }
+        _ => ids.generate(),
+    }
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {
@@ -209,6 +272,22 @@ mod tests {
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["set-cookie"]);
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    #[test]
+    fn plausible_request_ids_are_kept_others_replaced() {
+        let ids = RequestIds::new();
+        assert_eq!(
+            request_id(&map(&[("x-request-id", "abc-123")]), &ids),
+            "abc-123"
+        );
+        for bad in ["", "a b", "x\"y", &"a".repeat(129)] {
+            let id = request_id(&map(&[("x-request-id", bad)]), &ids);
+            assert_eq!(id.len(), 32, "{bad:?}");
+        }
+        let twice = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
+        assert_eq!(request_id(&twice, &ids).len(), 32);
+        assert_ne!(request_id(&map(&[]), &ids), request_id(&map(&[]), &ids));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
 use jwtgate::server::{self, Limits};
-use jwtgate::{admin, demo, tls, token};
+use jwtgate::{admin, demo, explain, tls, token};
 
 /// A TLS-terminating reverse proxy that verifies the JWT on every request.
 #[derive(Parser)]
@@ -39,6 +39,20 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "config/jwtgate.toml")]
         config: PathBuf,
+    },
+    /// Show what the gateway would do with one request, without sending it:
+    /// the matched route, the token's verdict and every failing check, the
+    /// decision, and the headers the upstream would receive.
+    Explain {
+        #[arg(long, short, default_value = "config/jwtgate.toml")]
+        config: PathBuf,
+        /// The bearer token the request would carry.
+        #[arg(long)]
+        token: Option<String>,
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Request target: path and optional query, e.g. /admin/users?page=2.
+        target: String,
     },
     /// Mint and read tokens.
     #[command(subcommand)]
@@ -117,7 +131,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve { config } => serve(&config).map(|()| ExitCode::SUCCESS),
         Command::Demo => {
-            init_logging("warn");
+            init_logging(&config::Log {
+                level: "warn".to_owned(),
+                format: config::LogFormat::Text,
+            });
             let runtime = runtime(None)?;
             let passed = runtime.block_on(demo::run()).map_err(|e| e.to_string())?;
             Ok(if passed {
@@ -129,6 +146,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Check { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;
             print_routes(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            config,
+            token,
+            method,
+            target,
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let method = http::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+            let explanation =
+                explain::explain(&config, &method, &target, token.as_deref(), unix_now());
+            print!("{}", explanation.report);
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Mint {
@@ -165,8 +196,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn serve(path: &std::path::Path) -> Result<(), String> {
-    init_logging("info");
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    init_logging(&config.log);
     let server = config.server.clone();
     if !server.tls_cert.exists() && !server.tls_key.exists() {
         let ca = tls::DevPki::generate()
@@ -261,14 +292,17 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
+fn init_logging(log: &config::Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn print_routes(config: &Config) {

@@ -209,7 +209,7 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
         .replace("issuers = [", "# issuers = [")
         .replace("audiences = [", "# audiences = [");
     std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--config", "jwtgate.toml"])
         .current_dir(&dir)
         .env("JWTGATE_SECRET", support::SECRET)
@@ -253,9 +253,74 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(output.status.success(), "{:?}", output.status);
+
+    // One JSON access line per request, with the request id the upstream
+    // got, and never the token.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains(&token), "the token was logged");
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["user"], "42");
+    assert_eq!(access[0]["auth"], "verified");
+    assert_eq!(access[0]["route"], "/");
+    assert_eq!(
+        access[0]["request_id"],
+        upstream.seen()[0].header("x-request-id").unwrap()
+    );
+    assert_eq!(access[1]["status"], 401);
+    assert_eq!(access[1]["reason"], "missing");
+}
+
+#[test]
+fn explain_shows_route_token_verdict_and_decision_without_traffic() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let user = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "role": "user", "iss": "https://login.example.com",
+            "aud": "orders-api", "exp": jwtgate::gateway::unix_now() + 60}),
+    );
+    let forbidden = jwtgate(
+        &["explain", "--token", &user, "GET", "/public/../admin/users"],
+        repo,
+    );
+    let text = String::from_utf8_lossy(&forbidden.stdout);
+    assert!(forbidden.status.success(), "{}", stderr(&forbidden));
+    assert!(text.contains("path: /admin/users"), "{text}");
+    assert!(text.contains("route: /admin "), "{text}");
+    assert!(text.contains("token checks: all pass"), "{text}");
+    assert!(text.contains("decision: answer 403 Forbidden"), "{text}");
+
+    let bad = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "iss": "https://evil.example.com", "exp": 1}),
+    );
+    let refused = jwtgate(&["explain", "--token", &bad, "GET", "/orders"], repo);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    for failure in ["reason expired", "reason bad_issuer", "\"aud\" is missing"] {
+        assert!(text.contains(failure), "{failure}: {text}");
+    }
+    assert!(text.contains("decision: answer 401 Unauthorized"), "{text}");
+
+    let forwarded = jwtgate(
+        &["explain", "--token", &user, "GET", "/orders?page=2"],
+        repo,
+    );
+    let text = String::from_utf8_lossy(&forwarded.stdout);
+    assert!(
+        text.contains("x-user-id: 42") && text.contains("x-role: user"),
+        "{text}"
+    );
+    assert!(text.contains("decision: forward to the upstream"), "{text}");
 }

@@ -266,3 +266,39 @@ async fn keep_alive_connection_serves_many_requests() {
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
     assert_eq!(upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn request_ids_are_kept_when_plausible_generated_otherwise_and_echoed() {
+    let (upstream, gateway) = setup().await;
+    let kept = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("x-request-id", "trace-abc.123")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some("trace-abc.123"));
+    assert_eq!(
+        upstream.last().header("x-request-id"),
+        Some("trace-abc.123")
+    );
+
+    let replaced = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("x-request-id", "evil id\t{\"x\":1}")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    let id = replaced.header("x-request-id").unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(upstream.last().header("x-request-id"), Some(id.as_str()));
+
+    // Refusals at the edge carry an id too, for support tickets.
+    let refused = gateway.client().get("/orders", None).await;
+    assert_eq!(refused.header("x-request-id").map(str::len), Some(32));
+}

@@ -430,6 +430,27 @@ pub async fn raw_tls(addr: SocketAddr, pki: &DevPki, bytes: &[u8], wait: Duratio
     out
 }
 
+/// A plaintext HTTP/1.1 GET (for the admin listener): status and body.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
 /// Like [`raw_tls`], and also says whether the server closed the connection
 /// (end of stream or an error) before `wait` passed.
 pub async fn raw_tls_closed(
@@ -479,25 +500,4 @@ pub async fn tls_connect(
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap()
-}
-
-/// A plaintext HTTP/1.1 GET (for the admin listener): status and body.
-pub async fn plain_get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8(body.to_vec()).unwrap(),
-    )
 }
