@@ -7,7 +7,8 @@
 //!    other escapes keep their bytes with upper-case hex. An escape that is not
 //!    `%` + two hex digits, or that encodes `/`, `\`, `;` or a control byte,
 //!    makes the request a 400: those decode differently in different backends.
-//! 3. Literal `\` and `;` are refused (400) for the same reason.
+//! 3. Literal `\` and `;` are refused (400) for the same reason, and so is
+//!    any raw byte that is not visible ASCII (only route paths can have one).
 //! 4. Empty segments are merged (`//a` → `/a`); `.` and `..` segments are
 //!    resolved (RFC 3986 §5.2.4), never climbing above `/`.
 //!
@@ -164,9 +165,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(normal))
 }
 
-/// The fast path: no escapes, no refused bytes, no empty or dot segments.
+/// The fast path: only visible ASCII, no escapes, no refused bytes, no
+/// empty or dot segments.
 fn is_normal(path: &str) -> bool {
-    !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';'))
+    !path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'\\' | b';') || !b.is_ascii_graphic())
         && !path.contains("//")
         && !path
             .split('/')
@@ -204,8 +208,13 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                 }
                 i += 3;
             }
+            // hyper only hands us visible ASCII in a path, but route paths
+            // from the config need not be: a raw control or non-ASCII byte
+            // would otherwise be copied as a Latin-1 char (found by fuzzing).
+            b if !b.is_ascii_graphic() => {
+                return Err(PathError::Ambiguous("a byte that is not visible ASCII"));
+            }
             b => {
-                // hyper only hands us visible ASCII in a path.
                 out.push(char::from(b));
                 i += 1;
             }
@@ -376,6 +385,24 @@ mod tests {
         }
         assert_eq!(normalize("*"), Err(PathError::NotOriginForm));
         assert_eq!(normalize("http://x/"), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn raw_control_or_non_ascii_bytes_are_refused() {
+        // Fuzz finding: "/%A6\x141Z\u{d4}\u{9e}" was not idempotent.
+        for p in [
+            "/%A6\u{14}1Z\u{d4}\u{9e}",
+            "/caf\u{e9}",
+            "/a\tb",
+            "/a b",
+            "/a\u{7f}",
+        ] {
+            assert_eq!(
+                normalize(p),
+                Err(PathError::Ambiguous("a byte that is not visible ASCII")),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]
