@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
-use crate::headers::{self, Identity};
+use crate::headers::{self, HostError, Identity};
 use crate::jwt::{Validation, Verified};
 use crate::keys::KeySet;
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
-use crate::upstream::{Body, Upstream, UpstreamError};
+use crate::upstream::{self, Body, Upstream, UpstreamError};
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -75,6 +75,8 @@ struct Trace {
 pub enum GatewayError {
     #[error("bad path: {0}")]
     Path(#[from] PathError),
+    #[error("bad host: {0}")]
+    Host(#[from] HostError),
     #[error(transparent)]
     Route(#[from] RouteError),
     #[error(transparent)]
@@ -236,6 +238,7 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         self.limits.check(&request)?;
+        let host = headers::client_host(&request)?;
         let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
         trace.route = self
@@ -261,7 +264,13 @@ impl Gateway {
             Some(split) => split.rest.as_deref(),
             None => uri.query(),
         };
-        rewrite_request_headers(&mut request, verified.as_ref(), client);
+        // A WebSocket (or other) upgrade goes through only after the checks above.
+        let upgrade = headers::requested_upgrade(&request);
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        rewrite_request_headers(&mut request, verified.as_ref(), client, host);
+        if let Some(protocol) = &upgrade {
+            headers::keep_upgrade(request.headers_mut(), protocol.clone());
+        }
         let upstream = &self.upstreams[route.upstream];
         let sent = Instant::now();
         let response = upstream
@@ -271,7 +280,18 @@ impl Gateway {
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(response.headers_mut());
+        if let (true, Some(client_side), Some(protocol)) =
+            (switched, client_side, upstream_protocol)
+        {
+            headers::keep_upgrade(response.headers_mut(), protocol);
+            tokio::spawn(upstream::tunnel(
+                client_side,
+                hyper::upgrade::on(&mut response),
+            ));
+        }
         Ok((response, verified.and_then(|v| v.user)))
     }
 }
@@ -355,14 +375,11 @@ fn rewrite_request_headers(
     request: &mut Request<Incoming>,
     verified: Option<&Verified>,
     client: SocketAddr,
+    host: Option<HeaderValue>,
 ) {
-    // HTTP/2 carries the host in :authority, HTTP/1.1 in Host.
-    let host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    if request.version() == http::Version::HTTP_2 {
+        headers::merge_cookies(request.headers_mut());
+    }
     let identity = verified.map(|v| Identity {
         user: v.user.as_deref(),
         roles: &v.roles,
@@ -392,6 +409,12 @@ fn error_response(err: &GatewayError) -> Response<Body> {
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the request path is not acceptable",
+            None,
+        ),
+        E::Host(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request host is missing or ambiguous",
             None,
         ),
         E::Route(RouteError::NotFound) => (
@@ -533,6 +556,7 @@ impl AccessLine<'_> {
         let reason = match self.failure {
             Some(GatewayError::Auth(err)) => err.reason(),
             Some(GatewayError::Path(_)) => "bad_path",
+            Some(GatewayError::Host(_)) => "bad_host",
             Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
             Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
             Some(GatewayError::Limit(_)) => "limit",

@@ -169,7 +169,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             ttl,
         }) => {
             let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+            // Beyond ~285 million years exp would pass 2^53, which verifiers refuse.
             let ttl = config::parse_duration(&ttl)
+                .filter(|ttl| ttl.as_secs() < 1 << 52)
                 .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s or 15m"))?;
             let now = unix_now();
             let mut map = Map::new();
@@ -180,6 +182,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             for claim in claims {
                 let (name, value) = split_claim(&claim)?;
+                if ["exp", "nbf", "iat"].contains(&name) {
+                    return Err(format!(
+                        "--claim {name}: time claims are numbers; use --ttl or --claim-json {name}=<seconds>"
+                    ));
+                }
                 map.insert(name.to_owned(), Value::from(value));
             }
             for claim in json_claims {
@@ -362,7 +369,11 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
     println!("header: {}", pretty(&header));
     println!("claims: {}", pretty(&claims));
     let now = unix_now();
-    if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
+    if let Some(exp) = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .map(|e| e.floor() as i64)
+    {
         let delta = exp - now;
         if delta > 0 {
             println!("expires: in {delta}s (exp {exp})");
@@ -374,7 +385,12 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
         println!("signature: not checked (give --secret-env or --secret-file)");
         return Ok(ExitCode::SUCCESS);
     }
-    let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+    // Without --kid, the key takes the token's kid: the point is to check
+    // this secret, whatever the token calls it.
+    let kid = key
+        .kid
+        .or_else(|| header.get("kid").and_then(Value::as_str).map(str::to_owned));
+    let key = load_key(key.secret_env, key.secret_file, &key.alg, kid)?;
     let keys = KeySet::new(vec![key]);
     let validation = Validation {
         required: Vec::new(),

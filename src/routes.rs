@@ -8,7 +8,7 @@
 //!    `%` + two hex digits, or that encodes `/`, `\`, `;` or a control byte,
 //!    makes the request a 400: those decode differently in different backends.
 //! 3. Literal `\` and `;` are refused (400) for the same reason, and so is
-//!    any raw byte that is not visible ASCII (only route paths can have one).
+//!    a raw control byte or space (only route paths can have one).
 //! 4. Empty segments are merged (`//a` → `/a`); `.` and `..` segments are
 //!    resolved (RFC 3986 §5.2.4), never climbing above `/`.
 //!
@@ -44,8 +44,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// HEAD is allowed wherever GET is (RFC 9110 §9.3.2).
     pub fn allows(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method))
+        self.methods.as_ref().is_none_or(|m| {
+            m.contains(method) || (*method == Method::HEAD && m.contains(&Method::GET))
+        })
     }
 }
 
@@ -200,19 +203,21 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         out.push(char::from(b));
                     }
-                    b => {
-                        out.push('%');
-                        out.push(char::from(HEX[usize::from(b >> 4)]));
-                        out.push(char::from(HEX[usize::from(b & 0xf)]));
-                    }
+                    b => push_escaped(&mut out, b),
                 }
                 i += 3;
             }
-            // hyper only hands us visible ASCII in a path, but route paths
-            // from the config need not be: a raw control or non-ASCII byte
-            // would otherwise be copied as a Latin-1 char (found by fuzzing).
+            // hyper passes raw UTF-8 through; it is escaped so that é and
+            // %C3%A9 route and forward as the same path.
+            b if b >= 0x80 => {
+                push_escaped(&mut out, b);
+                i += 1;
+            }
+            // A raw control byte or space (only route paths from the config
+            // can carry one) would be copied as is and break idempotence
+            // (found by fuzzing).
             b if !b.is_ascii_graphic() => {
-                return Err(PathError::Ambiguous("a byte that is not visible ASCII"));
+                return Err(PathError::Ambiguous("a raw control byte or space"));
             }
             b => {
                 out.push(char::from(b));
@@ -224,6 +229,12 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0xf)]));
+}
 
 fn hex_value(b: u8) -> Option<u8> {
     match b {
@@ -308,6 +319,13 @@ mod tests {
     }
 
     #[test]
+    fn head_is_allowed_where_get_is() {
+        assert!(table().lookup(&Method::HEAD, "/admin").is_ok());
+        let t = RouteTable::new(vec![route("/w", Some(vec![Method::POST]))]);
+        assert!(t.lookup(&Method::HEAD, "/w").is_err());
+    }
+
+    #[test]
     fn same_prefix_routes_split_by_method() {
         let t = RouteTable::new(vec![
             route("/orders", Some(vec![Method::GET])),
@@ -359,6 +377,8 @@ mod tests {
             ("/%61dmin", "/admin"),
             ("/a%7Eb", "/a~b"),
             ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/café", "/caf%C3%A9"),
+            ("/public/é%41", "/public/%C3%A9A"),
             ("/a%20b", "/a%20b"),
         ];
         for (input, want) in cases {
@@ -388,18 +408,13 @@ mod tests {
     }
 
     #[test]
-    fn raw_control_or_non_ascii_bytes_are_refused() {
-        // Fuzz finding: "/%A6\x141Z\u{d4}\u{9e}" was not idempotent.
-        for p in [
-            "/%A6\u{14}1Z\u{d4}\u{9e}",
-            "/caf\u{e9}",
-            "/a\tb",
-            "/a b",
-            "/a\u{7f}",
-        ] {
+    fn raw_control_bytes_and_spaces_are_refused() {
+        // From a fuzz finding ("/%A6\x141Z\u{d4}\u{9e}" was not idempotent
+        // before non-ASCII bytes were escaped); raw control bytes are refused.
+        for p in ["/%A6\u{14}1Z\u{d4}\u{9e}", "/a\tb", "/a b", "/a\u{7f}"] {
             assert_eq!(
                 normalize(p),
-                Err(PathError::Ambiguous("a byte that is not visible ASCII")),
+                Err(PathError::Ambiguous("a raw control byte or space")),
                 "{p:?}"
             );
         }

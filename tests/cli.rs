@@ -135,6 +135,8 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
             "role=user",
             "--ttl",
             "15m",
+            "--kid",
+            "2026-11",
         ],
         &dir,
     );
