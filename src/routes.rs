@@ -7,7 +7,8 @@
 //!    other escapes keep their bytes with upper-case hex. An escape that is not
 //!    `%` + two hex digits, or that encodes `/`, `\`, `;` or a control byte,
 //!    makes the request a 400: those decode differently in different backends.
-//! 3. Literal `\` and `;` are refused (400) for the same reason.
+//! 3. Literal `\` and `;` are refused (400) for the same reason, and so is
+//!    a raw control byte or space (only route paths can have one).
 //! 4. Empty segments are merged (`//a` → `/a`); `.` and `..` segments are
 //!    resolved (RFC 3986 §5.2.4), never climbing above `/`.
 //!
@@ -167,11 +168,12 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(normal))
 }
 
-/// The fast path: no escapes, no refused bytes, no empty or dot segments.
+/// The fast path: only visible ASCII, no escapes, no refused bytes, no
+/// empty or dot segments.
 fn is_normal(path: &str) -> bool {
     !path
         .bytes()
-        .any(|b| matches!(b, b'%' | b'\\' | b';') || !b.is_ascii())
+        .any(|b| matches!(b, b'%' | b'\\' | b';') || !b.is_ascii_graphic())
         && !path.contains("//")
         && !path
             .split('/')
@@ -210,6 +212,12 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
             b if b >= 0x80 => {
                 push_escaped(&mut out, b);
                 i += 1;
+            }
+            // A raw control byte or space (only route paths from the config
+            // can carry one) would be copied as is and break idempotence
+            // (found by fuzzing).
+            b if !b.is_ascii_graphic() => {
+                return Err(PathError::Ambiguous("a raw control byte or space"));
             }
             b => {
                 out.push(char::from(b));
@@ -397,6 +405,19 @@ mod tests {
         }
         assert_eq!(normalize("*"), Err(PathError::NotOriginForm));
         assert_eq!(normalize("http://x/"), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn raw_control_bytes_and_spaces_are_refused() {
+        // From a fuzz finding ("/%A6\x141Z\u{d4}\u{9e}" was not idempotent
+        // before non-ASCII bytes were escaped); raw control bytes are refused.
+        for p in ["/%A6\u{14}1Z\u{d4}\u{9e}", "/a\tb", "/a b", "/a\u{7f}"] {
+            assert_eq!(
+                normalize(p),
+                Err(PathError::Ambiguous("a raw control byte or space")),
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body_util::{Either, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http_body_util::{Either, Empty, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,8 +37,9 @@ pub enum UpstreamError {
     BodyTooLarge { upstream: String, limit: u64 },
 }
 
-/// Request bodies, cut off at the configured size while they stream.
-type RequestBody = Limited<Incoming>;
+/// Request bodies: the client's, cut off at the configured size while they
+/// stream, or none at all (such requests can be replayed).
+type RequestBody = Either<Limited<Incoming>, Empty<Bytes>>;
 
 pub struct Upstream {
     name: String,
@@ -98,7 +99,13 @@ impl Upstream {
         max_body: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-        let mut request = request.map(|body| Limited::new(body, limit));
+        let mut request = request.map(|body| {
+            if body.is_end_stream() {
+                Either::Right(Empty::new())
+            } else {
+                Either::Left(Limited::new(body, limit))
+            }
+        });
         let target = match query {
             Some(query) => format!("{}{path}?{query}", self.base_path),
             None => format!("{}{path}", self.base_path),
@@ -122,7 +129,30 @@ impl Upstream {
             .headers_mut()
             .insert(header::HOST, self.host.clone());
 
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        // RFC 9110 §9.2.2: an idempotent request without a body may be sent
+        // again when the connection it went out on closed without an answer,
+        // which is what a pooled keep-alive connection the upstream is
+        // closing at that moment looks like. Once, within the same timeout.
+        let replay = (request.method().is_idempotent()
+            && matches!(request.body(), Either::Right(_)))
+        .then(|| {
+            let mut again = Request::new(Either::Right(Empty::new()));
+            *again.method_mut() = request.method().clone();
+            *again.uri_mut() = request.uri().clone();
+            *again.version_mut() = request.version();
+            *again.headers_mut() = request.headers().clone();
+            again
+        });
+        let attempts = async {
+            match (self.client.request(request).await, replay) {
+                (Err(err), Some(again)) if closed_before_answering(&err) => {
+                    tracing::debug!(upstream = %self.name, error = %err, "replaying an idempotent request once");
+                    self.client.request(again).await
+                }
+                (result, _) => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Err(_) => Err(UpstreamError::Timeout {
                 upstream: self.name.clone(),
                 after: self.timeout,
@@ -144,6 +174,20 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
         }
     }
+}
+
+/// Whether the upstream connection closed before any response head came:
+/// hyper's "connection closed before message completed" or a request the
+/// pool cancelled. Connect errors are not this: nothing was sent.
+fn closed_before_answering(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = cause {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message() || hyper.is_canceled();
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Whether the request failed because [`Limited`] cut the client's body off.

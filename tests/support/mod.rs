@@ -486,3 +486,18 @@ pub fn statuses(raw: &[u8]) -> Vec<u16> {
         })
         .collect()
 }
+
+/// A TLS connection to the gateway offering only `alpn`, for clients that
+/// drive the protocol themselves.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    pki: &DevPki,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = tls::client_config(std::slice::from_ref(&pki.ca_cert), &[alpn]).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
