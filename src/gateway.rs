@@ -272,7 +272,7 @@ fn error_response(err: &GatewayError) -> Response<Body> {
         ),
         E::Auth(AuthError::Missing) => (
             StatusCode::UNAUTHORIZED,
-            "invalid_token",
+            "missing_token",
             "a bearer token is required",
             // RFC 6750 §3.1: no error code when the request had no credentials.
             Some(REALM.to_owned()),

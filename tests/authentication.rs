@@ -28,7 +28,7 @@ async fn missing_token_gets_401_with_a_bare_challenge_and_upstream_is_not_contac
         Some("Bearer realm=\"jwtgate\"")
     );
     assert_eq!(reply.header("content-type"), Some("application/json"));
-    assert!(reply.json()["error"].is_string());
+    assert_eq!(reply.json()["error"], "missing_token");
     assert_eq!(upstream.count(), 0);
 }
 
