@@ -11,6 +11,7 @@
 //! Nothing here does I/O or reads the clock: `now` is passed in.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use base64::Engine;
@@ -245,29 +246,15 @@ pub fn verify_reporting_alg(
     }
     let (signing_input, header_b64, payload_b64, signature_b64) = split(token)?;
 
-    // Decoded segments live on the stack unless unusually large.
-    let (mut header_buf, mut header_heap) = ([0u8; 256], Vec::new());
-    let header_json = decode_segment(
-        header_b64,
-        &mut header_buf,
-        &mut header_heap,
-        Segment::Header,
-    )?;
-    let header: Header<'_> = parse_object(header_json, Segment::Header)?;
-    if header.crit.0 || header.b64 == Some(false) {
-        return Err(JwtError::Crit);
-    }
-    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
-        alg: header.alg.clone().into_owned(),
+    let (alg, key) = with_header(header_b64, |alg, kid| {
+        *alg_seen = Some(alg);
+        let mut signature = [0u8; 64];
+        let signature = decode_into(signature_b64, &mut signature, Segment::Signature)?;
+        if signature.len() != alg.signature_len() {
+            return Err(JwtError::BadSignature);
+        }
+        Ok((alg, select_key(keys, kid, alg, signing_input, signature)?))
     })?;
-    *alg_seen = Some(alg);
-
-    let mut signature = [0u8; 64];
-    let signature = decode_into(signature_b64, &mut signature, Segment::Signature)?;
-    if signature.len() != alg.signature_len() {
-        return Err(JwtError::BadSignature);
-    }
-    let key = select_key(keys, header.kid.as_deref(), alg, signing_input, signature)?;
 
     let (mut payload_buf, mut payload_heap) = ([0u8; 1024], Vec::new());
     let payload = decode_segment(
@@ -285,6 +272,56 @@ pub fn verify_reporting_alg(
         user: claims.user,
         roles: claims.roles,
         exp: claims.exp,
+    })
+}
+
+/// A header segment this thread parsed and accepted, and what it said.
+struct KnownHeader {
+    segment: String,
+    alg: Alg,
+    kid: Option<String>,
+}
+
+thread_local! {
+    /// The last accepted header segment on this thread. One issuer signs
+    /// every token with the same header, byte for byte, so comparing the
+    /// segment (~40 bytes) replaces a base64 decode and a JSON parse. What a
+    /// segment says is a pure function of its bytes, so a hit gives exactly
+    /// what parsing would; only headers that passed every header check are
+    /// remembered. Per thread: no lock, no sharing.
+    static LAST_HEADER: RefCell<Option<KnownHeader>> = const { RefCell::new(None) };
+}
+
+/// Reads the header's `alg` and `kid` (refusing `crit`, `b64: false`,
+/// unknown algorithms) and hands them to `then`.
+fn with_header<R>(
+    segment: &str,
+    then: impl FnOnce(Alg, Option<&str>) -> Result<R, JwtError>,
+) -> Result<R, JwtError> {
+    LAST_HEADER.with_borrow_mut(|last| {
+        let known = match last {
+            Some(known) if known.segment == segment => known,
+            _ => last.insert(parse_header(segment)?),
+        };
+        then(known.alg, known.kid.as_deref())
+    })
+}
+
+fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
+    // Decoded on the stack unless unusually large.
+    let (mut buf, mut heap) = ([0u8; 256], Vec::new());
+    let json = decode_segment(segment, &mut buf, &mut heap, Segment::Header)?;
+    let header: Header<'_> = parse_object(json, Segment::Header)?;
+    if header.crit.0 || header.b64 == Some(false) {
+        return Err(JwtError::Crit);
+    }
+    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
+        alg: header.alg.clone().into_owned(),
+    })?;
+    Ok(KnownHeader {
+        segment: segment.to_owned(),
+        alg,
+        kid: header.kid.map(Cow::into_owned),
     })
 }
 
@@ -672,7 +709,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         // RFC 8725 §3.1 warns that parsers disagreeing on which duplicate wins
         // is an attack; RFC 7519 §4 lets us refuse duplicates outright.
         let mut seen = Seen::default();
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
             if seen.contains(&name) {
                 return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
             }
@@ -701,6 +738,32 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
             seen.push(name);
         }
         Ok(raw)
+    }
+}
+
+/// A member name, borrowed from the payload unless it has escapes. (serde's
+/// own `Cow<str>` impl always allocates: one `String` per claim.)
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(MemberNameVisitor)
+    }
+}
+
+struct MemberNameVisitor;
+
+impl<'de> Visitor<'de> for MemberNameVisitor {
+    type Value = MemberName<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Owned(v.to_owned())))
     }
 }
 

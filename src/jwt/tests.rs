@@ -1589,3 +1589,16 @@ fn large_payload_beyond_the_stack_buffer_verifies() {
     let (segment, _) = json_error(check(&hs256(&payload)));
     assert_eq!(segment, Segment::Payload);
 }
+
+#[test]
+fn a_remembered_header_does_not_excuse_a_different_one() {
+    // The last accepted header segment is remembered per thread; a token with
+    // another header must be parsed and checked in full.
+    assert!(check(&hs256(&claims(""))).is_ok());
+    let crit = hs256_with_header(r#"{"alg":"HS256","crit":["exp"]}"#);
+    assert_eq!(check(&crit), Err(JwtError::Crit));
+    let none = hs256_with_header(r#"{"alg":"none"}"#);
+    assert!(matches!(check(&none), Err(JwtError::UnsupportedAlg { .. })));
+    assert!(check(&hs256(&claims(""))).is_ok());
+    assert!(check(&hs256(&claims(""))).is_ok());
+}
