@@ -83,14 +83,95 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     Ok(Some(token.trim_start_matches(' ')))
 }
 
-/// Authenticates and authorises a request for `route`. `Ok(None)`: forward
-/// without identity (public route, or optional route without a token).
+/// A query string split around the token parameter (RFC 6750 §2.3).
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueryToken<'q> {
+    /// Every value of the parameter, as sent (a token needs no escapes).
+    pub tokens: Vec<&'q str>,
+    /// The query without the parameter, to forward; `None` when nothing is left.
+    pub rest: Option<String>,
+}
+
+/// Finds `param` in `query` and removes it. Names are compared after
+/// percent-decoding (`access%5Ftoken` is `access_token` to most backends),
+/// so no spelling of the parameter reaches the upstream.
+pub fn split_query_token<'q>(query: &'q str, param: &str) -> QueryToken<'q> {
+    let mut tokens = Vec::new();
+    let mut kept: Vec<&str> = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decoded_name_is(name, param) {
+            tokens.push(value);
+        } else {
+            kept.push(pair);
+        }
+    }
+    let rest = kept.join("&");
+    QueryToken {
+        tokens,
+        rest: (!rest.is_empty()).then_some(rest),
+    }
+}
+
+/// `name` percent- and `+`-decoded (form encoding) equals `param`.
+fn decoded_name_is(name: &str, param: &str) -> bool {
+    let mut want = param.bytes();
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = match bytes[i] {
+            b'%' => {
+                let hex = |j: usize| bytes.get(j).and_then(|&h| char::from(h).to_digit(16));
+                match (hex(i + 1), hex(i + 2)) {
+                    (Some(hi), Some(lo)) => {
+                        i += 2;
+                        // Two hex digits fit a byte.
+                        u8::try_from(hi * 16 + lo).unwrap_or(0)
+                    }
+                    _ => b'%',
+                }
+            }
+            b'+' => b' ',
+            b => b,
+        };
+        if want.next() != Some(b) {
+            return false;
+        }
+        i += 1;
+    }
+    want.next().is_none()
+}
+
+/// The token from the `Authorization` header or, when `query_param` is
+/// configured, from the query. Both, or the parameter twice: 400, since
+/// RFC 6750 §2 allows one method per request.
+pub fn find_token<'r>(
+    headers: &'r HeaderMap,
+    query: Option<&QueryToken<'r>>,
+) -> Result<Option<&'r str>, AuthError> {
+    let header = bearer_token(headers)?;
+    let Some(query) = query else {
+        return Ok(header);
+    };
+    match (header, query.tokens.as_slice()) {
+        (header, []) => Ok(header),
+        (None, [token]) => Ok(Some(token)),
+        (None, _) => Err(AuthError::InvalidRequest("the token parameter is repeated")),
+        (Some(_), _) => Err(AuthError::InvalidRequest(
+            "the token is sent both in the header and the query",
+        )),
+    }
+}
+
+/// Authenticates and authorises a request for `route` given the token found
+/// by [`find_token`]. `Ok(None)`: forward without identity (public route, or
+/// optional route without a token).
 ///
 /// When a token was present, `measured` receives what verifying it cost
 /// (an out-parameter because it is wanted on refusal too).
 pub fn authorize(
     route: &Route,
-    headers: &HeaderMap,
+    token: Option<&str>,
     keys: &KeySet,
     validation: &Validation,
     now: i64,
@@ -100,7 +181,7 @@ pub fn authorize(
         return Ok(None);
     }
     let started = Instant::now();
-    let token = match (bearer_token(headers)?, route.auth) {
+    let token = match (token, route.auth) {
         (Some(token), _) => token,
         (None, AuthMode::Optional) => return Ok(None),
         (None, _) => return Err(AuthError::Missing),
@@ -200,6 +281,31 @@ mod tests {
         for reason in reasons {
             assert!(AUTH_FAILURE_REASONS.contains(&reason), "{reason}");
         }
+    }
+
+    #[test]
+    fn query_token_is_found_in_any_spelling_and_removed() {
+        let q = split_query_token("a=1&access_token=t.o.k&b=2", "access_token");
+        assert_eq!(q.tokens, vec!["t.o.k"]);
+        assert_eq!(q.rest.as_deref(), Some("a=1&b=2"));
+        let q = split_query_token("access%5ftoken=x&access%5Ftoken=y", "access_token");
+        assert_eq!(q.tokens, vec!["x", "y"]);
+        assert_eq!(q.rest, None);
+        let q = split_query_token("access_tokens=x&%zz&access_token", "access_token");
+        assert_eq!(q.tokens, vec![""]);
+        assert_eq!(q.rest.as_deref(), Some("access_tokens=x&%zz"));
+    }
+
+    #[test]
+    fn token_in_header_and_query_is_an_invalid_request() {
+        let q = split_query_token("access_token=a.b.c", "access_token");
+        let h = headers(&["Bearer a.b.c"]);
+        assert!(matches!(
+            find_token(&h, Some(&q)),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        assert_eq!(find_token(&headers(&[]), Some(&q)).unwrap(), Some("a.b.c"));
+        assert_eq!(find_token(&headers(&[]), None).unwrap(), None);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Config {
     pub keys: KeySet,
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
+    /// `[jwt] query_param`: a query parameter that may carry the token
+    /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
+    pub token_query_param: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +47,15 @@ pub struct Server {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests. Defaults to 30 s.
     pub shutdown_grace: Duration,
+    /// Request head size (start line and header fields) at most; more: 431.
+    /// Defaults to 16 KiB.
+    pub max_header_bytes: usize,
+    /// Request header fields at most; more: 431. Defaults to 100.
+    pub max_headers: usize,
+    /// Request target (path and query) length at most; more: 414. Defaults to 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Request body size at most; more: 413. Defaults to 10 MiB.
+    pub max_body_bytes: u64,
     /// Add `Server-Timing: jwt;dur=<ms>` to responses whose token was
     /// verified. Defaults to true.
     pub server_timing: bool,
@@ -175,6 +187,10 @@ struct RawServer {
     header_read_timeout: Option<Spanned<String>>,
     max_connections: Option<Spanned<usize>>,
     shutdown_grace: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<usize>>,
+    max_headers: Option<Spanned<usize>>,
+    max_uri_bytes: Option<Spanned<usize>>,
+    max_body_bytes: Option<Spanned<u64>>,
     server_timing: Option<bool>,
 }
 
@@ -195,6 +211,7 @@ struct RawJwt {
     require: Option<Spanned<Vec<String>>>,
     user_claim: Option<Spanned<String>>,
     role_claim: Option<Spanned<String>>,
+    query_param: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
 }
@@ -232,6 +249,21 @@ struct RawRoute {
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
+    let token_query_param = match raw.jwt.query_param.clone() {
+        Some(name)
+            if name.get_ref().is_empty()
+                || !name.get_ref().bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                }) =>
+        {
+            return Err(invalid(
+                &name,
+                "jwt.query_param",
+                "must be a non-empty name of letters, digits, '-', '.', '_' or '~'",
+            ));
+        }
+        name => name.map(Spanned::into_inner),
+    };
     let (validation, keys) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
@@ -254,6 +286,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         keys,
         upstreams,
         routes,
+        token_query_param,
     })
 }
 
@@ -277,6 +310,22 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         }
         m => m.map_or(10_000, Spanned::into_inner),
     };
+    let at_least = |raw: Option<Spanned<usize>>, key: &str, min: usize, default: usize| match raw {
+        Some(v) if *v.get_ref() < min => Err(invalid(&v, key, format!("must be at least {min}"))),
+        v => Ok(v.map_or(default, Spanned::into_inner)),
+    };
+    // Below these a browser's ordinary request would already be refused.
+    let max_header_bytes = at_least(
+        raw.max_header_bytes,
+        "server.max_header_bytes",
+        1024,
+        16 * 1024,
+    )?;
+    let max_headers = at_least(raw.max_headers, "server.max_headers", 8, 100)?;
+    let max_uri_bytes = at_least(raw.max_uri_bytes, "server.max_uri_bytes", 64, 8 * 1024)?;
+    let max_body_bytes = raw
+        .max_body_bytes
+        .map_or(10 * 1024 * 1024, Spanned::into_inner);
     Ok(Server {
         listen,
         tls_cert: raw.tls_cert,
@@ -291,6 +340,10 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
         server_timing: raw.server_timing.unwrap_or(true),
+        max_header_bytes,
+        max_headers,
+        max_uri_bytes,
+        max_body_bytes,
     })
 }
 
@@ -761,6 +814,30 @@ url = "http://127.0.0.1:8080"
             error(&text),
             "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
         );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_floors() {
+        let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+        let server = parse(&text).map(|c| c.server).ok();
+        let limits = server.map(|s| {
+            (
+                s.max_header_bytes,
+                s.max_headers,
+                s.max_uri_bytes,
+                s.max_body_bytes,
+            )
+        });
+        assert_eq!(limits, Some((16 * 1024, 100, 8 * 1024, 10 * 1024 * 1024)));
+        let low = text.replace("[server]", "[server]\nmax_headers = 2");
+        assert!(error(&low).contains("server.max_headers: must be at least 8"));
+    }
+
+    #[test]
+    fn query_param_must_be_a_plain_name() {
+        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("jwt.query_param"));
     }
 
     #[test]

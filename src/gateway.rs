@@ -27,10 +27,36 @@ pub struct Gateway {
     keys: KeySet,
     validation: Validation,
     upstreams: Vec<Upstream>,
+    token_query_param: Option<String>,
+    limits: RequestLimits,
     server_timing: bool,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     serving: ReadyFlag,
+}
+
+/// Per-request limits from `[server]`. hyper enforces the header limits on
+/// HTTP/1.1 while parsing; they are checked here again for HTTP/2 and for
+/// head sizes below hyper's 8 KiB buffer floor.
+#[derive(Clone, Copy, Debug)]
+struct RequestLimits {
+    header_bytes: usize,
+    headers: usize,
+    uri_bytes: usize,
+    body_bytes: u64,
+}
+
+/// A request over a configured limit.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("request target of {length} bytes, limit {limit}")]
+    UriTooLong { length: usize, limit: usize },
+    #[error("{count} header fields, limit {limit}")]
+    TooManyHeaders { count: usize, limit: usize },
+    #[error("{bytes} bytes of header fields, limit {limit}")]
+    HeadersTooLarge { bytes: usize, limit: usize },
+    #[error("Content-Length {length}, limit {limit}")]
+    BodyTooLarge { length: u64, limit: u64 },
 }
 
 /// What one request did, gathered along the pipeline for metrics and the log.
@@ -52,6 +78,8 @@ pub enum GatewayError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("over a limit: {0}")]
+    Limit(#[from] LimitError),
 }
 
 impl Gateway {
@@ -73,6 +101,13 @@ impl Gateway {
             metrics: Arc::new(Metrics::new(&route_labels, &upstream_names)),
             serving: readiness.check("serving"),
             readiness,
+            token_query_param: config.token_query_param,
+            limits: RequestLimits {
+                header_bytes: config.server.max_header_bytes,
+                headers: config.server.max_headers,
+                uri_bytes: config.server.max_uri_bytes,
+                body_bytes: config.server.max_body_bytes,
+            },
         }
     }
 
@@ -107,6 +142,8 @@ impl Gateway {
         let method = request.method().clone();
         // A clone shares the URI's bytes: no copy of the path per request.
         let uri = request.uri().clone();
+        let http1 = request.version() < http::Version::HTTP_2;
+        let head = method == http::Method::HEAD;
         let mut trace = Trace::default();
         let (response, user) = match self.forward(request, &uri, client, &mut trace).await {
             Ok((response, user)) => {
@@ -121,9 +158,27 @@ impl Gateway {
                 (response, user)
             }
             Err(err) => {
-                let response = error_response(&err);
+                let mut response = error_response(&err);
                 if let GatewayError::Auth(auth) = &err {
                     self.metrics.count_auth_failure(auth.reason());
+                }
+                // RFC 9110 §9.3.2: no content in a response to HEAD. hyper
+                // drops it on HTTP/1.1 but would send it as DATA on HTTP/2.
+                if head {
+                    *response.body_mut() = Either::Right(Full::default());
+                }
+                // After a refused head or body the rest of the HTTP/1.1 stream
+                // cannot be trusted to be framed as the client meant: close it.
+                if http1
+                    && matches!(
+                        err,
+                        GatewayError::Limit(_)
+                            | GatewayError::Upstream(UpstreamError::BodyTooLarge { .. })
+                    )
+                {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 log_rejection(&err, &method, uri.path(), client, response.status());
                 (response, None)
@@ -159,6 +214,7 @@ impl Gateway {
         client: SocketAddr,
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
+        self.limits.check(&request)?;
         let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
         trace.route = self
@@ -166,18 +222,30 @@ impl Gateway {
             .routes()
             .iter()
             .position(|r| std::ptr::eq(r, route));
+        let query = match (&self.token_query_param, uri.query()) {
+            (Some(param), Some(query)) => Some(auth::split_query_token(query, param)),
+            _ => None,
+        };
+        let token = auth::find_token(request.headers(), query.as_ref())?;
         let verified = auth::authorize(
             route,
-            request.headers(),
+            token,
             &self.keys,
             &self.validation,
             unix_now(),
             &mut trace.verification,
         )?;
+        // The token parameter, like the Authorization header, is not forwarded.
+        let forward_query = match &query {
+            Some(split) => split.rest.as_deref(),
+            None => uri.query(),
+        };
         rewrite_request_headers(&mut request, verified.as_ref(), client);
         let upstream = &self.upstreams[route.upstream];
         let sent = Instant::now();
-        let response = upstream.forward(request, &path).await;
+        let response = upstream
+            .forward(request, &path, forward_query, self.limits.body_bytes)
+            .await;
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
@@ -212,6 +280,52 @@ impl fmt::Display for JwtMicros {
             Some(d) => write!(f, "{:.3}", d.as_nanos() as f64 / 1_000.0),
             None => f.write_str("-"),
         }
+    }
+}
+
+impl RequestLimits {
+    /// Refuses a request whose head is over a limit, or whose declared body
+    /// is, before anything is forwarded. Chunked bodies are cut off while
+    /// streaming (see `Upstream::forward`).
+    fn check<B>(&self, request: &Request<B>) -> Result<(), LimitError> {
+        let uri = request.uri();
+        let length = uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + uri.authority().map_or(0, |a| a.as_str().len());
+        if length > self.uri_bytes {
+            return Err(LimitError::UriTooLong {
+                length,
+                limit: self.uri_bytes,
+            });
+        }
+        let headers = request.headers();
+        if headers.len() > self.headers {
+            return Err(LimitError::TooManyHeaders {
+                count: headers.len(),
+                limit: self.headers,
+            });
+        }
+        // As RFC 9113 §6.5.2 counts a field: name, value and 32 bytes.
+        let bytes: usize = headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum();
+        if bytes > self.header_bytes {
+            return Err(LimitError::HeadersTooLarge {
+                bytes,
+                limit: self.header_bytes,
+            });
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|&l| l > self.body_bytes) {
+            return Err(LimitError::BodyTooLarge {
+                length,
+                limit: self.body_bytes,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -307,6 +421,25 @@ fn error_response(err: &GatewayError) -> Response<Body> {
                 )),
             )
         }
+        E::Limit(LimitError::UriTooLong { .. }) => (
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is too long",
+            None,
+        ),
+        E::Limit(LimitError::TooManyHeaders { .. } | LimitError::HeadersTooLarge { .. }) => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request header fields are too large",
+            None,
+        ),
+        E::Limit(LimitError::BodyTooLarge { .. })
+        | E::Upstream(UpstreamError::BodyTooLarge { .. }) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+            None,
+        ),
         E::Upstream(UpstreamError::Timeout { .. }) => (
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod gateway;
 pub mod headers;
 pub mod jwt;

@@ -14,7 +14,7 @@ use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
 use jwtgate::server::{self, Limits};
-use jwtgate::{admin, demo, tls, token};
+use jwtgate::{admin, demo, explain, tls, token};
 
 /// A TLS-terminating reverse proxy that verifies the JWT on every request.
 #[derive(Parser)]
@@ -39,6 +39,20 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "config/jwtgate.toml")]
         config: PathBuf,
+    },
+    /// Show what the gateway would do with one request, without sending it:
+    /// the matched route, the token's verdict and every failing check, the
+    /// decision, and the headers the upstream would receive.
+    Explain {
+        #[arg(long, short, default_value = "config/jwtgate.toml")]
+        config: PathBuf,
+        /// The bearer token the request would carry.
+        #[arg(long)]
+        token: Option<String>,
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Request target: path and optional query, e.g. /admin/users?page=2.
+        target: String,
     },
     /// Mint and read tokens.
     #[command(subcommand)]
@@ -129,6 +143,20 @@ fn run(command: Command) -> Result<ExitCode, String> {
         Command::Check { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;
             print_routes(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            config,
+            token,
+            method,
+            target,
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let method = http::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+            let explanation =
+                explain::explain(&config, &method, &target, token.as_deref(), unix_now());
+            print!("{}", explanation.report);
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Mint {

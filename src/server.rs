@@ -24,6 +24,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 impl From<&config::Server> for Limits {
@@ -33,12 +35,26 @@ impl From<&config::Server> for Limits {
             header_read_timeout: server.header_read_timeout,
             max_connections: server.max_connections,
             shutdown_grace: server.shutdown_grace,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
         }
     }
 }
 
 /// Concurrent HTTP/2 streams per connection (RFC 9113 §5.1.2 suggests ≥ 100).
 const H2_MAX_STREAMS: u32 = 128;
+
+/// Streams a client may open and reset before the server has accepted them
+/// (the "rapid reset" attack, CVE-2023-44487); more: GOAWAY ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_RESETS: usize = 32;
+
+/// Streams the server itself may reset for protocol errors on one
+/// connection before it sends GOAWAY (CVE-2024-2653 and its kin).
+const H2_MAX_LOCAL_RESETS: usize = 256;
+
+/// hyper refuses a read buffer below 8 KiB (it asserts); header bytes beyond
+/// the configured limit but under this floor are refused by the gateway.
+const H1_MIN_BUF: usize = 8192;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `limits.shutdown_grace` for open connections to finish their requests.
@@ -55,10 +71,17 @@ pub async fn serve(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // Over either limit hyper answers 431 itself and closes the connection.
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(H1_MIN_BUF));
     http.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        // The decoded header list (RFC 9113 §6.5.2); hyper refuses larger ones.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
     gateway.set_serving(true);
 

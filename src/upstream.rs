@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use http_body_util::{Either, Full};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,7 +32,13 @@ pub enum UpstreamError {
     Timeout { upstream: String, after: Duration },
     #[error("upstream {upstream} cannot take request target {target:?}")]
     BadTarget { upstream: String, target: String },
+    /// The client's streamed body grew past the limit while being forwarded.
+    #[error("request body to upstream {upstream} exceeded {limit} bytes")]
+    BodyTooLarge { upstream: String, limit: u64 },
 }
+
+/// Request bodies, cut off at the configured size while they stream.
+type RequestBody = Limited<Incoming>;
 
 pub struct Upstream {
     name: String,
@@ -41,7 +47,7 @@ pub struct Upstream {
     /// Path prefix from the configured URL, without a trailing slash.
     base_path: String,
     timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 /// How long an idle pooled connection is kept. Upstreams commonly close idle
@@ -81,21 +87,31 @@ impl Upstream {
         &self.name
     }
 
-    /// Sends `request` to this upstream at `path` (already normalised) plus
-    /// the request's own query, and returns the response head; the body streams.
+    /// Sends `request` to this upstream at `path` (already normalised) with
+    /// `query`, and returns the response head; the body streams, at most
+    /// `max_body` bytes of it.
     pub async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         path: &str,
+        query: Option<&str>,
+        max_body: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+        let mut request = request.map(|body| Limited::new(body, limit));
         let path_and_query = match request.uri().path_and_query() {
-            // The common case: no prefix and the path was already normal. The
-            // request's own path-and-query is reused (it shares its bytes).
-            Some(original) if self.base_path.is_empty() && original.path() == path => {
+            // The common case: no prefix, the path was already normal and the
+            // query is forwarded as sent. The request's own path-and-query is
+            // reused (it shares its bytes): no formatting, no copy.
+            Some(original)
+                if self.base_path.is_empty()
+                    && original.path() == path
+                    && original.query() == query =>
+            {
                 original.clone()
             }
             _ => {
-                let target = match request.uri().query() {
+                let target = match query {
                     Some(query) => format!("{}{path}?{query}", self.base_path),
                     None => format!("{}{path}", self.base_path),
                 };
@@ -132,6 +148,12 @@ impl Upstream {
                 upstream: self.name.clone(),
                 source,
             }),
+            Ok(Err(source)) if caused_by_length_limit(&source) => {
+                Err(UpstreamError::BodyTooLarge {
+                    upstream: self.name.clone(),
+                    limit: max_body,
+                })
+            }
             Ok(Err(source)) => Err(UpstreamError::Failed {
                 upstream: self.name.clone(),
                 source,
@@ -139,4 +161,16 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
         }
     }
+}
+
+/// Whether the request failed because [`Limited`] cut the client's body off.
+fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }

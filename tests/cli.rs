@@ -259,3 +259,47 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn explain_shows_route_token_verdict_and_decision_without_traffic() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let user = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "role": "user", "iss": "https://login.example.com",
+            "aud": "orders-api", "exp": jwtgate::gateway::unix_now() + 60}),
+    );
+    let forbidden = jwtgate(
+        &["explain", "--token", &user, "GET", "/public/../admin/users"],
+        repo,
+    );
+    let text = String::from_utf8_lossy(&forbidden.stdout);
+    assert!(forbidden.status.success(), "{}", stderr(&forbidden));
+    assert!(text.contains("path: /admin/users"), "{text}");
+    assert!(text.contains("route: /admin "), "{text}");
+    assert!(text.contains("token checks: all pass"), "{text}");
+    assert!(text.contains("decision: answer 403 Forbidden"), "{text}");
+
+    let bad = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "iss": "https://evil.example.com", "exp": 1}),
+    );
+    let refused = jwtgate(&["explain", "--token", &bad, "GET", "/orders"], repo);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    for failure in ["reason expired", "reason bad_issuer", "\"aud\" is missing"] {
+        assert!(text.contains(failure), "{failure}: {text}");
+    }
+    assert!(text.contains("decision: answer 401 Unauthorized"), "{text}");
+
+    let forwarded = jwtgate(
+        &["explain", "--token", &user, "GET", "/orders?page=2"],
+        repo,
+    );
+    let text = String::from_utf8_lossy(&forwarded.stdout);
+    assert!(
+        text.contains("x-user-id: 42") && text.contains("x-role: user"),
+        "{text}"
+    );
+    assert!(text.contains("decision: forward to the upstream"), "{text}");
+}

@@ -450,3 +450,39 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, 
         String::from_utf8(body.to_vec()).unwrap(),
     )
 }
+
+/// Like [`raw_tls`], and also says whether the server closed the connection
+/// (end of stream or an error) before `wait` passed.
+pub async fn raw_tls_closed(
+    addr: SocketAddr,
+    pki: &DevPki,
+    bytes: &[u8],
+    wait: Duration,
+) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = tls::client_config(std::slice::from_ref(&pki.ca_cert), &[b"http/1.1"]).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    // The server may refuse and close before it has read everything.
+    let _ = tls.write_all(bytes).await;
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(wait, tls.read_to_end(&mut out))
+        .await
+        .is_ok();
+    (out, closed)
+}
+
+/// The status codes of every response in a raw HTTP/1.1 byte stream.
+pub fn statuses(raw: &[u8]) -> Vec<u16> {
+    String::from_utf8_lossy(raw)
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| {
+            let text = String::from_utf8_lossy(raw);
+            text.get(i + m.len()..i + m.len() + 3)
+                .and_then(|s| s.parse().ok())
+        })
+        .collect()
+}
