@@ -30,6 +30,33 @@ pub struct Config {
     /// `[jwt] query_param`: a query parameter that may carry the token
     /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
     pub token_query_param: Option<String>,
+    pub log: Log,
+}
+
+/// `[log]`: where the access log and the rest go (stderr) and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// `error`, `warn`, `info` (the default: one access line per request),
+    /// `debug` or `trace`. The `JWTGATE_LOG` environment variable overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default).
+    Json,
+    /// Human-readable `key=value` lines.
+    Text,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,13 +171,64 @@ impl Config {
             message: invalid.message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            let key = err
+                .span()
+                .map(|span| key_path_at(text, span.start))
+                .unwrap_or_default();
             located(Invalid {
                 span: err.span(),
-                key: String::new(),
+                key,
                 message: err.message().trim().to_owned(),
             })
         })?;
         validate(raw, env).map_err(located)
+    }
+}
+
+/// The dotted key path at `offset`, for errors the TOML parser reports
+/// without one: the innermost table header above it (`[[route]]` counted
+/// into `route[2]`) and the key the offset's line assigns, if any.
+fn key_path_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let mut table = String::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    let mut line_start = 0;
+    for line in text[..offset].split_inclusive('\n') {
+        let trimmed = line.trim();
+        if line_start + line.len() <= offset && line.ends_with('\n') {
+            if let Some(name) = trimmed
+                .strip_prefix("[[")
+                .and_then(|t| t.split("]]").next())
+            {
+                let name = name.trim().to_owned();
+                let n = match counts.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
+                    }
+                    None => {
+                        counts.push((name.clone(), 0));
+                        0
+                    }
+                };
+                table = format!("{name}[{n}]");
+            } else if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.split(']').next()) {
+                table = name.trim().to_owned();
+            }
+        }
+        line_start += line.len();
+    }
+    let line = text[..offset].rsplit('\n').next().unwrap_or("");
+    let rest = text[offset..].split('\n').next().unwrap_or("");
+    let full_line = format!("{line}{rest}");
+    let key = full_line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (table.is_empty(), key) {
+        (_, None) => table,
+        (true, Some(key)) => key.to_owned(),
+        (false, Some(key)) => format!("{table}.{key}"),
     }
 }
 
@@ -168,6 +246,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct RawConfig {
     server: RawServer,
     admin: Option<RawAdmin>,
+    log: Option<RawLog>,
     #[serde(default)]
     jwt: RawJwt,
     #[serde(default)]
@@ -198,6 +277,13 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -279,7 +365,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             ),
         });
     }
+    let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
     Ok(Config {
+        log,
         server,
         admin,
         validation,
@@ -381,8 +469,23 @@ fn validate_jwt(
         audiences: raw.audiences,
         required,
         user_claim: identity_claim(raw.user_claim, "jwt.user_claim", defaults.user_claim)?,
-        role_claim: identity_claim(raw.role_claim, "jwt.role_claim", defaults.role_claim)?,
+        role_claim: identity_claim(
+            raw.role_claim.clone(),
+            "jwt.role_claim",
+            defaults.role_claim,
+        )?,
     };
+    if validation.user_claim == validation.role_claim {
+        let span = raw.role_claim.as_ref().map(Spanned::span);
+        return Err(Invalid {
+            span,
+            key: "jwt.role_claim".to_owned(),
+            message: format!(
+                "{:?} is also the user_claim; one claim cannot be both",
+                validation.role_claim
+            ),
+        });
+    }
 
     let mut keys = Vec::new();
     let mut kids = HashSet::new();
@@ -446,6 +549,41 @@ fn validate_jwt(
     Ok((validation, KeySet::new(keys)))
 }
 
+fn validate_log(raw: RawLog) -> Result<Log, Invalid> {
+    let defaults = Log::default();
+    let level = match raw.level {
+        None => defaults.level,
+        Some(level)
+            if ["error", "warn", "info", "debug", "trace"].contains(&level.get_ref().as_str()) =>
+        {
+            level.into_inner()
+        }
+        Some(level) => {
+            return Err(invalid(
+                &level,
+                "log.level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    level.get_ref()
+                ),
+            ));
+        }
+    };
+    let format = match raw.format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            let span = raw.format.as_ref().map(Spanned::span);
+            return Err(Invalid {
+                span,
+                key: "log.format".to_owned(),
+                message: format!("{other:?} is not one of json, text"),
+            });
+        }
+    };
+    Ok(Log { level, format })
+}
+
 /// The user and role claims must not be claims the verifier checks itself:
 /// `user_claim = "exp"` would switch off expiry.
 fn identity_claim(
@@ -498,6 +636,13 @@ fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
         }
         if url.query().is_some() {
             return Err(invalid(&up.url, at("url"), "must not have a query"));
+        }
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(invalid(
+                &up.url,
+                at("url"),
+                "must not carry credentials (user:password@)",
+            ));
         }
         upstreams.push(Upstream {
             name: up.name.into_inner(),
@@ -598,14 +743,13 @@ fn validate_routes(raw: Vec<RawRoute>, upstreams: &[Upstream]) -> Result<RouteTa
             roles,
             upstream,
         };
-        if let Some((_, earlier)) = routes.iter().find(|(other, _)| overlaps(other, &route)) {
+        if let Some(j) = routes.iter().position(|(other, _)| overlaps(other, &route)) {
             return Err(invalid(
                 &r.path,
                 at("path"),
                 format!(
-                    "overlaps the route {:?} at byte {} for some method",
-                    earlier.get_ref(),
-                    earlier.span().start
+                    "overlaps route[{j}] ({:?}): same prefix, some method in common",
+                    routes[j].1.get_ref()
                 ),
             ));
         }
@@ -777,6 +921,35 @@ url = "http://127.0.0.1:8080"
     fn bad_listen_address_is_named() {
         let err = error(&BASE.replace("127.0.0.1:8443", "localhost"));
         assert!(err.starts_with("test.toml:3: server.listen: "), "{err}");
+    }
+
+    #[test]
+    fn parser_errors_name_the_key_too() {
+        let text = BASE.replace("[[upstream]]", "[[upstream]]\ntimeout = 5")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let err = error(&text);
+        assert!(
+            err.starts_with("test.toml:10: upstream[0].timeout: invalid type"),
+            "{err}"
+        );
+        let text = format!(
+            "{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n[[route]]\npath = \"/x\"\nupstream = \"app\"\nrole = 1\n"
+        );
+        let err = error(&text);
+        assert!(
+            err.starts_with("test.toml:18: route[1].role: unknown field `role`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn upstream_credentials_and_shared_identity_claims_are_refused() {
+        let text = BASE.replace("http://127.0.0.1:8080", "http://user:pw@127.0.0.1:8080")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("upstream[0].url: must not carry credentials"));
+        let text = BASE.replace("[[jwt.keys]]", "[jwt]\nrole_claim = \"sub\"\n[[jwt.keys]]")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        assert!(error(&text).contains("jwt.role_claim: \"sub\" is also the user_claim"));
     }
 
     #[test]

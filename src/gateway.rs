@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
-use crate::headers::{self, Identity};
+use crate::headers::{self, HostError, Identity};
 use crate::jwt::{Validation, Verified};
 use crate::keys::KeySet;
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
-use crate::upstream::{Body, Upstream, UpstreamError};
+use crate::upstream::{self, Body, Upstream, UpstreamError};
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -29,6 +29,7 @@ pub struct Gateway {
     upstreams: Vec<Upstream>,
     token_query_param: Option<String>,
     limits: RequestLimits,
+    request_ids: headers::RequestIds,
     server_timing: bool,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -65,6 +66,8 @@ struct Trace {
     /// Index of the matched route in the route table.
     route: Option<usize>,
     verification: Option<Verification>,
+    /// Time from sending to the upstream until its response head arrived.
+    upstream: Option<Duration>,
 }
 
 /// Why a request was not forwarded, or not answered by the upstream.
@@ -72,6 +75,8 @@ struct Trace {
 pub enum GatewayError {
     #[error("bad path: {0}")]
     Path(#[from] PathError),
+    #[error("bad host: {0}")]
+    Host(#[from] HostError),
     #[error(transparent)]
     Route(#[from] RouteError),
     #[error(transparent)]
@@ -102,6 +107,7 @@ impl Gateway {
             serving: readiness.check("serving"),
             readiness,
             token_query_param: config.token_query_param,
+            request_ids: headers::RequestIds::new(),
             limits: RequestLimits {
                 header_bytes: config.server.max_header_bytes,
                 headers: config.server.max_headers,
@@ -145,7 +151,13 @@ impl Gateway {
         let http1 = request.version() < http::Version::HTTP_2;
         let head = method == http::Method::HEAD;
         let mut trace = Trace::default();
-        let (response, user) = match self.forward(request, &uri, client, &mut trace).await {
+        let mut request = request;
+        let request_id = headers::request_id(request.headers(), &self.request_ids);
+        request
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let mut failure = None;
+        let (mut response, user) = match self.forward(request, &uri, client, &mut trace).await {
             Ok((response, user)) => {
                 let mut response = response.map(Either::Left);
                 if self.server_timing
@@ -180,7 +192,7 @@ impl Gateway {
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                log_rejection(&err, &method, uri.path(), client, response.status());
+                failure = Some(err);
                 (response, None)
             }
         };
@@ -193,16 +205,27 @@ impl Gateway {
         }
         self.metrics
             .count_request(trace.route, response.status().as_u16());
-        tracing::info!(
-            target: "access",
-            client = %client.ip(),
-            %method,
-            path = %uri.path(),
-            status = response.status().as_u16(),
-            user = user.as_deref().unwrap_or("-"),
-            micros = started.elapsed().as_micros() as u64,
-            jwt_us = %JwtMicros(trace.verification.map(|v| v.elapsed)),
-        );
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let route = trace.route.and_then(|i| self.routes.routes().get(i));
+        let access = AccessLine {
+            request_id: &request_id,
+            client,
+            method: &method,
+            path: uri.path(),
+            route: route.map(|r| r.prefix.as_str()),
+            status: response.status(),
+            user: user.as_deref(),
+            trace: &trace,
+            failure: failure.as_ref(),
+            bytes: response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()),
+            elapsed: started.elapsed(),
+        };
+        access.log();
         Ok(response)
     }
 
@@ -215,6 +238,7 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         self.limits.check(&request)?;
+        let host = headers::client_host(&request)?;
         let path = routes::normalize(uri.path())?;
         let route = self.routes.lookup(request.method(), &path)?;
         trace.route = self
@@ -240,16 +264,34 @@ impl Gateway {
             Some(split) => split.rest.as_deref(),
             None => uri.query(),
         };
-        rewrite_request_headers(&mut request, verified.as_ref(), client);
+        // A WebSocket (or other) upgrade goes through only after the checks above.
+        let upgrade = headers::requested_upgrade(&request);
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        rewrite_request_headers(&mut request, verified.as_ref(), client, host);
+        if let Some(protocol) = &upgrade {
+            headers::keep_upgrade(request.headers_mut(), protocol.clone());
+        }
         let upstream = &self.upstreams[route.upstream];
         let sent = Instant::now();
         let response = upstream
             .forward(request, &path, forward_query, self.limits.body_bytes)
             .await;
+        trace.upstream = Some(sent.elapsed());
         self.metrics
             .observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(response.headers_mut());
+        if let (true, Some(client_side), Some(protocol)) =
+            (switched, client_side, upstream_protocol)
+        {
+            headers::keep_upgrade(response.headers_mut(), protocol);
+            tokio::spawn(upstream::tunnel(
+                client_side,
+                hyper::upgrade::on(&mut response),
+            ));
+        }
         Ok((response, verified.and_then(|v| v.user)))
     }
 }
@@ -333,14 +375,11 @@ fn rewrite_request_headers(
     request: &mut Request<Incoming>,
     verified: Option<&Verified>,
     client: SocketAddr,
+    host: Option<HeaderValue>,
 ) {
-    // HTTP/2 carries the host in :authority, HTTP/1.1 in Host.
-    let host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    if request.version() == http::Version::HTTP_2 {
+        headers::merge_cookies(request.headers_mut());
+    }
     let identity = verified.map(|v| Identity {
         user: v.user.as_deref(),
         roles: &v.roles,
@@ -370,6 +409,12 @@ fn error_response(err: &GatewayError) -> Response<Body> {
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the request path is not acceptable",
+            None,
+        ),
+        E::Host(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request host is missing or ambiguous",
             None,
         ),
         E::Route(RouteError::NotFound) => (
@@ -482,24 +527,72 @@ fn error_response(err: &GatewayError) -> Response<Body> {
     response
 }
 
-/// The log gets everything the client is not told.
-fn log_rejection(
-    err: &GatewayError,
-    method: &http::Method,
-    path: &str,
+/// One access-log line per request. The log gets everything the client is
+/// not told (the precise reason, the kid, timings); never the token or the
+/// query string, which may carry one.
+struct AccessLine<'a> {
+    request_id: &'a HeaderValue,
     client: SocketAddr,
+    method: &'a http::Method,
+    path: &'a str,
+    route: Option<&'a str>,
     status: StatusCode,
-) {
-    let status = status.as_u16();
-    match err {
-        GatewayError::Upstream(err) => {
-            tracing::warn!(%method, path, client = %client.ip(), status, error = %err, "upstream failure")
-        }
-        GatewayError::Auth(AuthError::Token(jwt)) => {
-            tracing::info!(%method, path, client = %client.ip(), status, reason = jwt.reason(), error = %jwt, "token refused")
-        }
-        err => {
-            tracing::info!(%method, path, client = %client.ip(), status, error = %err, "request refused")
+    user: Option<&'a str>,
+    trace: &'a Trace,
+    failure: Option<&'a GatewayError>,
+    /// The response's Content-Length, when it has one (bodies stream).
+    bytes: Option<&'a str>,
+    elapsed: Duration,
+}
+
+impl AccessLine<'_> {
+    fn log(&self) {
+        let auth = match (self.trace.verification, self.failure) {
+            (_, Some(GatewayError::Auth(AuthError::Forbidden { .. }))) => "forbidden",
+            (_, Some(GatewayError::Auth(_))) => "rejected",
+            (Some(v), _) if v.accepted => "verified",
+            _ => "none",
+        };
+        let reason = match self.failure {
+            Some(GatewayError::Auth(err)) => err.reason(),
+            Some(GatewayError::Path(_)) => "bad_path",
+            Some(GatewayError::Host(_)) => "bad_host",
+            Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
+            Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
+            Some(GatewayError::Limit(_)) => "limit",
+            Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
+            Some(GatewayError::Upstream(_)) => "upstream_error",
+            None => "",
+        };
+        let error = self.failure.map(|e| e.to_string());
+        tracing::info!(
+            target: "access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            client = %self.client.ip(),
+            method = %self.method,
+            path = self.path,
+            route = self.route.unwrap_or("-"),
+            status = self.status.as_u16(),
+            user = self.user.unwrap_or("-"),
+            auth,
+            reason,
+            error = error.as_deref().unwrap_or(""),
+            jwt_us = %JwtMicros(self.trace.verification.map(|v| v.elapsed)),
+            upstream_ms = %Millis(self.trace.upstream),
+            bytes = self.bytes.unwrap_or("-"),
+            total_us = self.elapsed.as_micros() as u64,
+        );
+    }
+}
+
+/// Milliseconds with microsecond precision, `-` when absent.
+struct Millis(Option<Duration>);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, "{:.3}", d.as_secs_f64() * 1_000.0),
+            None => f.write_str("-"),
         }
     }
 }

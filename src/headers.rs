@@ -13,11 +13,13 @@
 //! Headers are edited in place, so repeated fields (`Set-Cookie`) survive.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub const X_ROLE: HeaderName = HeaderName::from_static("x-role");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -34,8 +36,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Removes hop-by-hop headers, including those named in `Connection`.
-/// `Upgrade` is hop-by-hop too; it is removed because upgrades are not proxied.
+/// Removes hop-by-hop headers, including those named in `Connection`, and
+/// `Upgrade` (an upgrade the gateway allows is put back by `keep_upgrade`).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let nominated: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -48,6 +50,84 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (RFC 9110 §7.8):
+/// an `Upgrade` header and `upgrade` among the `Connection` options.
+/// HTTP/2 has no such mechanism.
+pub fn requested_upgrade<B>(request: &http::Request<B>) -> Option<HeaderValue> {
+    if request.version() != http::Version::HTTP_11 {
+        return None;
+    }
+    let headers = request.headers();
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
+    let mut protocols = headers.get_all(header::UPGRADE).iter();
+    match (connection_upgrade, protocols.next(), protocols.next()) {
+        (true, Some(protocol), None) => Some(protocol.clone()),
+        _ => None,
+    }
+}
+
+/// Why the host a request addressed cannot be told.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("more than one Host header")]
+    Repeated,
+    #[error("HTTP/1.1 request without Host")]
+    Missing,
+    #[error(":authority and Host disagree")]
+    Conflicting,
+}
+
+/// The host the client addressed, for `X-Forwarded-Host`. RFC 9112 §3.2:
+/// an HTTP/1.1 request needs exactly one `Host`, and an absolute-form
+/// target's authority wins over it; RFC 9113 §8.3.1: an HTTP/2 `Host` that
+/// differs from `:authority` makes the request malformed.
+pub fn client_host<B>(request: &http::Request<B>) -> Result<Option<HeaderValue>, HostError> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let (host, repeated) = (hosts.next(), hosts.next().is_some());
+    if repeated {
+        return Err(HostError::Repeated);
+    }
+    let authority = request.uri().authority().map(|a| a.as_str());
+    match (request.version(), authority, host) {
+        (http::Version::HTTP_2, Some(authority), Some(host))
+            if !authority.as_bytes().eq_ignore_ascii_case(host.as_bytes()) =>
+        {
+            Err(HostError::Conflicting)
+        }
+        (_, Some(authority), _) => Ok(HeaderValue::from_str(authority).ok()),
+        (http::Version::HTTP_11, None, None) => Err(HostError::Missing),
+        (_, None, host) => Ok(host.cloned()),
+    }
+}
+
+/// HTTP/2 clients may split `Cookie` into one field per cookie; HTTP/1.1
+/// allows one field, so they are joined with "; " (RFC 9113 §8.2.3).
+pub fn merge_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Puts back the two headers an upgrade needs after `remove_hop_by_hop`.
+pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
 }
 
 /// Whether `name` is, or would be merged by a backend into, an identity header.
@@ -107,6 +187,67 @@ pub fn prepare_request(
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
+}
+
+/// Makes request ids: a random per-process prefix and a counter, so ids are
+/// unique across replicas without a syscall or a lock per request.
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        let mut seed = [0u8; 8];
+        // Without randomness the prefix falls back to the clock and pid:
+        // still distinct between processes in practice.
+        if crate::tls::provider()
+            .secure_random
+            .fill(&mut seed)
+            .is_err()
+        {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            seed = (u64::from(nanos) << 32 | u64::from(std::process::id())).to_le_bytes();
+        }
+        RequestIds {
+            prefix: u64::from_le_bytes(seed),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn generate(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // Hex digits are always a valid header value.
+        HeaderValue::from_str(&format!("{:016x}{n:016x}", self.prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+/// The request's `X-Request-Id` when it is one plausible id (1–128 of
+/// `A-Z a-z 0-9 - _ . : /`), else a new one: a client cannot inject log
+/// syntax or a megabyte of text through it.
+pub fn request_id(headers: &HeaderMap, ids: &RequestIds) -> HeaderValue {
+    let mut sent = headers.get_all(X_REQUEST_ID).iter();
+    match (sent.next(), sent.next()) {
+        (Some(id), None)
+            if (1..=128).contains(&id.len())
+                && id
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(b)) =>
+        {
+            id.clone()
+        }
+        _ => ids.generate(),
+    }
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {
@@ -209,6 +350,78 @@ mod tests {
         let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["set-cookie"]);
         assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+
+    fn request(version: http::Version, uri: &str, hosts: &[&str]) -> http::Request<()> {
+        let mut builder = http::Request::get(uri).version(version);
+        for host in hosts {
+            builder = builder.header("host", *host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_addressed_host_is_unambiguous_or_refused() {
+        use http::Version;
+        let host = |r: &http::Request<()>| {
+            client_host(r).map(|h| h.map(|v| v.to_str().unwrap().to_owned()))
+        };
+        assert_eq!(
+            host(&request(Version::HTTP_11, "/", &["a.example"])),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(
+            host(&request(Version::HTTP_11, "/", &["a", "b"])),
+            Err(HostError::Repeated)
+        );
+        assert_eq!(
+            host(&request(Version::HTTP_11, "/", &[])),
+            Err(HostError::Missing)
+        );
+        assert_eq!(host(&request(Version::HTTP_10, "/", &[])), Ok(None));
+        // Absolute-form: the target's authority wins over Host.
+        assert_eq!(
+            host(&request(Version::HTTP_11, "http://b.example/x", &["a"])),
+            Ok(Some("b.example".into()))
+        );
+        assert_eq!(
+            host(&request(
+                Version::HTTP_2,
+                "https://a.example/",
+                &["A.example"]
+            )),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(
+            host(&request(Version::HTTP_2, "https://a.example/", &["evil"])),
+            Err(HostError::Conflicting)
+        );
+    }
+
+    #[test]
+    fn split_cookies_are_joined_into_one_field() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        merge_cookies(&mut h);
+        assert_eq!(
+            h.get_all("cookie").iter().collect::<Vec<_>>(),
+            ["a=1; b=2; c=3"]
+        );
+    }
+
+    #[test]
+    fn plausible_request_ids_are_kept_others_replaced() {
+        let ids = RequestIds::new();
+        assert_eq!(
+            request_id(&map(&[("x-request-id", "abc-123")]), &ids),
+            "abc-123"
+        );
+        for bad in ["", "a b", "x\"y", &"a".repeat(129)] {
+            let id = request_id(&map(&[("x-request-id", bad)]), &ids);
+            assert_eq!(id.len(), 32, "{bad:?}");
+        }
+        let twice = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
+        assert_eq!(request_id(&twice, &ids).len(), 32);
+        assert_ne!(request_id(&map(&[]), &ids), request_id(&map(&[]), &ids));
     }
 
     #[test]

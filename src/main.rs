@@ -131,7 +131,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
     match command {
         Command::Serve { config } => serve(&config).map(|()| ExitCode::SUCCESS),
         Command::Demo => {
-            init_logging("warn");
+            init_logging(&config::Log {
+                level: "warn".to_owned(),
+                format: config::LogFormat::Text,
+            });
             let runtime = runtime(None)?;
             let passed = runtime.block_on(demo::run()).map_err(|e| e.to_string())?;
             Ok(if passed {
@@ -166,7 +169,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
             ttl,
         }) => {
             let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+            // Beyond ~285 million years exp would pass 2^53, which verifiers refuse.
             let ttl = config::parse_duration(&ttl)
+                .filter(|ttl| ttl.as_secs() < 1 << 52)
                 .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s or 15m"))?;
             let now = unix_now();
             let mut map = Map::new();
@@ -177,6 +182,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             for claim in claims {
                 let (name, value) = split_claim(&claim)?;
+                if ["exp", "nbf", "iat"].contains(&name) {
+                    return Err(format!(
+                        "--claim {name}: time claims are numbers; use --ttl or --claim-json {name}=<seconds>"
+                    ));
+                }
                 map.insert(name.to_owned(), Value::from(value));
             }
             for claim in json_claims {
@@ -193,8 +203,8 @@ fn run(command: Command) -> Result<ExitCode, String> {
 }
 
 fn serve(path: &std::path::Path) -> Result<(), String> {
-    init_logging("info");
     let config = Config::load(path).map_err(|e| e.to_string())?;
+    init_logging(&config.log);
     let server = config.server.clone();
     if !server.tls_cert.exists() && !server.tls_key.exists() {
         let ca = tls::DevPki::generate()
@@ -289,14 +299,17 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
+fn init_logging(log: &config::Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn print_routes(config: &Config) {
@@ -356,7 +369,11 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
     println!("header: {}", pretty(&header));
     println!("claims: {}", pretty(&claims));
     let now = unix_now();
-    if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
+    if let Some(exp) = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .map(|e| e.floor() as i64)
+    {
         let delta = exp - now;
         if delta > 0 {
             println!("expires: in {delta}s (exp {exp})");
@@ -368,7 +385,12 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
         println!("signature: not checked (give --secret-env or --secret-file)");
         return Ok(ExitCode::SUCCESS);
     }
-    let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+    // Without --kid, the key takes the token's kid: the point is to check
+    // this secret, whatever the token calls it.
+    let kid = key
+        .kid
+        .or_else(|| header.get("kid").and_then(Value::as_str).map(str::to_owned));
+    let key = load_key(key.secret_env, key.secret_file, &key.alg, kid)?;
     let keys = KeySet::new(vec![key]);
     let validation = Validation {
         required: Vec::new(),

@@ -43,8 +43,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// HEAD is allowed wherever GET is (RFC 9110 §9.3.2).
     pub fn allows(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method))
+        self.methods.as_ref().is_none_or(|m| {
+            m.contains(method) || (*method == Method::HEAD && m.contains(&Method::GET))
+        })
     }
 }
 
@@ -166,7 +169,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
 
 /// The fast path: no escapes, no refused bytes, no empty or dot segments.
 fn is_normal(path: &str) -> bool {
-    !path.bytes().any(|b| matches!(b, b'%' | b'\\' | b';'))
+    !path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'\\' | b';') || !b.is_ascii())
         && !path.contains("//")
         && !path
             .split('/')
@@ -196,16 +201,17 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         out.push(char::from(b));
                     }
-                    b => {
-                        out.push('%');
-                        out.push(char::from(HEX[usize::from(b >> 4)]));
-                        out.push(char::from(HEX[usize::from(b & 0xf)]));
-                    }
+                    b => push_escaped(&mut out, b),
                 }
                 i += 3;
             }
+            // hyper passes raw UTF-8 through; it is escaped so that é and
+            // %C3%A9 route and forward as the same path.
+            b if b >= 0x80 => {
+                push_escaped(&mut out, b);
+                i += 1;
+            }
             b => {
-                // hyper only hands us visible ASCII in a path.
                 out.push(char::from(b));
                 i += 1;
             }
@@ -215,6 +221,12 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_escaped(out: &mut String, b: u8) {
+    out.push('%');
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0xf)]));
+}
 
 fn hex_value(b: u8) -> Option<u8> {
     match b {
@@ -299,6 +311,13 @@ mod tests {
     }
 
     #[test]
+    fn head_is_allowed_where_get_is() {
+        assert!(table().lookup(&Method::HEAD, "/admin").is_ok());
+        let t = RouteTable::new(vec![route("/w", Some(vec![Method::POST]))]);
+        assert!(t.lookup(&Method::HEAD, "/w").is_err());
+    }
+
+    #[test]
     fn same_prefix_routes_split_by_method() {
         let t = RouteTable::new(vec![
             route("/orders", Some(vec![Method::GET])),
@@ -350,6 +369,8 @@ mod tests {
             ("/%61dmin", "/admin"),
             ("/a%7Eb", "/a~b"),
             ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/café", "/caf%C3%A9"),
+            ("/public/é%41", "/public/%C3%A9A"),
             ("/a%20b", "/a%20b"),
         ];
         for (input, want) in cases {

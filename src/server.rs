@@ -8,7 +8,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -67,7 +66,9 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Flipped once on shutdown; every connection then finishes its
+    // in-flight requests and closes (HTTP/2 sends GOAWAY).
+    let (draining, drain) = tokio::sync::watch::channel(false);
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -109,7 +110,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let gateway = gateway.clone();
         let http = http.clone();
-        let watcher = graceful.watcher();
+        let mut drain = drain.clone();
         let handshake_timeout = limits.handshake_timeout;
         let open = gateway.connection_opened();
         tokio::spawn(async move {
@@ -136,10 +137,22 @@ pub async fn serve(
             } else {
                 http.http1_only()
             };
-            let connection = http
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(connection).await {
+            // With upgrades: a WebSocket handshake the gateway authenticated
+            // takes the connection over (HTTP/1.1 only).
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            let ended = match tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                // Also when the sender is gone: the server has stopped.
+                _ = drain.changed() => None,
+            } {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = ended {
                 tracing::debug!(%client, error = %err, "connection ended with an error");
             }
         });
@@ -147,12 +160,17 @@ pub async fn serve(
 
     // Draining: tell load balancers to stop sending before connections close.
     gateway.set_serving(false);
-    tracing::info!(
-        connections = graceful.count(),
-        "shutting down; draining connections"
-    );
+    // Closed first, so new clients are refused at once rather than left in
+    // the kernel's backlog until the drain ends.
+    drop(listener);
+    let open = limits.max_connections - permits.available_permits();
+    tracing::info!(connections = open, "shutting down; draining connections");
+    let _ = draining.send(true);
+    // Every connection task holds a permit until it ends: all permits back
+    // means all connections are closed.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = permits.acquire_many(all) => tracing::info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
         }

@@ -9,7 +9,7 @@ use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config;
 
@@ -173,4 +173,20 @@ fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
         cause = err.source();
     }
     false
+}
+
+/// Joins an upgraded client connection to the upgraded upstream connection
+/// and copies bytes both ways until either side closes.
+pub async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(client), Ok(upstream)) => (client, upstream),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::debug!(error = %err, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "upgraded connection ended with an error");
+    }
 }

@@ -135,6 +135,8 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
             "role=user",
             "--ttl",
             "15m",
+            "--kid",
+            "2026-11",
         ],
         &dir,
     );
@@ -209,7 +211,7 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
         .replace("issuers = [", "# issuers = [")
         .replace("audiences = [", "# audiences = [");
     std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--config", "jwtgate.toml"])
         .current_dir(&dir)
         .env("JWTGATE_SECRET", support::SECRET)
@@ -253,11 +255,32 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(output.status.success(), "{:?}", output.status);
+
+    // One JSON access line per request, with the request id the upstream
+    // got, and never the token.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains(&token), "the token was logged");
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["user"], "42");
+    assert_eq!(access[0]["auth"], "verified");
+    assert_eq!(access[0]["route"], "/");
+    assert_eq!(
+        access[0]["request_id"],
+        upstream.seen()[0].header("x-request-id").unwrap()
+    );
+    assert_eq!(access[1]["status"], 401);
+    assert_eq!(access[1]["reason"], "missing");
 }
 
 #[test]

@@ -266,3 +266,130 @@ async fn keep_alive_connection_serves_many_requests() {
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
     assert_eq!(upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn request_ids_are_kept_when_plausible_generated_otherwise_and_echoed() {
+    let (upstream, gateway) = setup().await;
+    let kept = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("x-request-id", "trace-abc.123")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some("trace-abc.123"));
+    assert_eq!(
+        upstream.last().header("x-request-id"),
+        Some("trace-abc.123")
+    );
+
+    let replaced = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("x-request-id", "evil id\t{\"x\":1}")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    let id = replaced.header("x-request-id").unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(upstream.last().header("x-request-id"), Some(id.as_str()));
+
+    // Refusals at the edge carry an id too, for support tickets.
+    let refused = gateway.client().get("/orders", None).await;
+    assert_eq!(refused.header("x-request-id").map(str::len), Some(32));
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_reach_the_upstream_as_one_header() {
+    let (upstream, gateway) = setup().await;
+    let reply = gateway
+        .h2_client()
+        .send(
+            request(Method::GET, "/")
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let cookies: Vec<_> = upstream
+        .last()
+        .headers
+        .get_all("cookie")
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2"]);
+}
+
+#[tokio::test]
+async fn missing_or_ambiguous_hosts_are_400_and_absolute_form_authority_wins() {
+    let (upstream, gateway) = setup().await;
+    let wait = Duration::from_secs(5);
+    for (name, raw) in [
+        (
+            "two Host headers",
+            "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "no Host",
+            "GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let reply = support::raw_tls(gateway.addr, &gateway.pki, raw.as_bytes(), wait).await;
+        assert!(
+            String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 400"),
+            "{name}"
+        );
+    }
+    assert_eq!(upstream.count(), 0);
+    let raw = "GET https://api.example.com/public/x HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
+    let reply = support::raw_tls(gateway.addr, &gateway.pki, raw.as_bytes(), wait).await;
+    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        upstream.last().header("x-forwarded-host"),
+        Some("api.example.com")
+    );
+}
+
+#[tokio::test]
+async fn head_is_allowed_where_get_is() {
+    let (upstream, gateway) = setup().await;
+    let reply = gateway
+        .client()
+        .send(
+            Request::head("/admin")
+                .header("authorization", format!("Bearer {}", token("admin")))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.last().method, Method::HEAD);
+}
+
+#[tokio::test]
+async fn raw_utf8_and_its_escaped_form_route_and_forward_the_same() {
+    let (upstream, gateway) = setup().await;
+    let raw = "GET /public/caf\u{e9}%41 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let reply = support::raw_tls(
+        gateway.addr,
+        &gateway.pki,
+        raw.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(upstream.last().target, "/public/caf%C3%A9A");
+    gateway.client().get("/public/caf%c3%a9A", None).await;
+    assert_eq!(upstream.last().target, "/public/caf%C3%A9A");
+}

@@ -23,6 +23,9 @@ async fn in_flight_requests_finish_after_shutdown_and_new_connections_are_refuse
     let in_flight = tokio::spawn(async move { client.get("/public/slow", None).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     gateway.shutdown();
+    // While the in-flight request drains, new clients are refused at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(TcpStream::connect(gateway.addr).await.is_err());
 
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);
