@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use crate::jwks::Keyring;
 use crate::jwt::{self, Alg, JwtError, Validation, Verified};
 use crate::keys::KeySet;
 use crate::routes::{AuthMode, Route};
@@ -193,7 +194,40 @@ pub fn authorize(
         accepted: verified.is_ok(),
         elapsed: started.elapsed(),
     });
-    let verified = verified?;
+    check_roles(route, verified?).map(Some)
+}
+
+/// [`authorize`] against the live key set: JWKS sources, the refresh on an
+/// unknown `kid`, and the verified-token cache. The request path uses this.
+pub async fn authorize_live(
+    route: &Route,
+    token: Option<&str>,
+    keys: &Keyring,
+    validation: &Validation,
+    now: i64,
+    measured: &mut Option<Verification>,
+) -> Result<Option<Verified>, AuthError> {
+    if route.auth == AuthMode::None {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let token = match (token, route.auth) {
+        (Some(token), _) => token,
+        (None, AuthMode::Optional) => return Ok(None),
+        (None, _) => return Err(AuthError::Missing),
+    };
+    let mut alg = None;
+    let verified = keys.verify(token, validation, now, &mut alg).await;
+    *measured = Some(Verification {
+        alg,
+        accepted: verified.is_ok(),
+        elapsed: started.elapsed(),
+    });
+    check_roles(route, verified?).map(Some)
+}
+
+/// The route's role policy: any one of its roles, or any valid token.
+fn check_roles(route: &Route, verified: Verified) -> Result<Verified, AuthError> {
     if !route.roles.is_empty() && !verified.roles.iter().any(|r| route.roles.contains(r)) {
         return Err(AuthError::Forbidden {
             user: verified.user,
@@ -201,7 +235,7 @@ pub fn authorize(
             required: route.roles.clone(),
         });
     }
-    Ok(Some(verified))
+    Ok(verified)
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use http::{Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, Validation};
-use crate::keys::{Key, KeySet};
+use crate::keys::{Key, KeyError, KeySet};
 use crate::routes::{AuthMode, Route, RouteTable};
 
 /// A validated configuration. Nothing after start-up reads a raw string.
@@ -24,7 +25,13 @@ pub struct Config {
     /// The admin listener; `None` (the default): not started.
     pub admin: Option<Admin>,
     pub validation: Validation,
+    /// Static keys and the keys of local JWKS files, loaded at start-up.
     pub keys: KeySet,
+    /// Every `[[jwt.jwks]]` source (URL sources are fetched by the gateway).
+    pub jwks: Vec<Source>,
+    /// Verified public-key tokens remembered (`jwt.verified_cache`);
+    /// 0 disables the cache. Defaults to 10 000.
+    pub verified_cache: usize,
     pub upstreams: Vec<Upstream>,
     pub routes: RouteTable,
     /// `[jwt] query_param`: a query parameter that may carry the token
@@ -300,6 +307,9 @@ struct RawJwt {
     query_param: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    jwks: Vec<Spanned<RawJwks>>,
+    verified_cache: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +319,20 @@ struct RawKey {
     alg: Spanned<String>,
     secret_env: Option<Spanned<String>>,
     secret_file: Option<Spanned<PathBuf>>,
+    public_key_file: Option<Spanned<PathBuf>>,
+    issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    file: Option<Spanned<PathBuf>>,
+    url: Option<Spanned<String>>,
+    issuer: Option<String>,
+    ca_file: Option<Spanned<PathBuf>>,
+    alg: Option<Spanned<String>>,
+    refresh: Option<Spanned<String>>,
+    cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +359,10 @@ struct RawRoute {
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
+    let verified_cache = raw
+        .jwt
+        .verified_cache
+        .unwrap_or(crate::cache::DEFAULT_CAPACITY);
     let token_query_param = match raw.jwt.query_param.clone() {
         Some(name)
             if name.get_ref().is_empty()
@@ -350,17 +378,18 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
         name => name.map(Spanned::into_inner),
     };
-    let (validation, keys) = validate_jwt(raw.jwt, env)?;
+    let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
     let upstreams = validate_upstreams(raw.upstream)?;
     let routes = validate_routes(raw.route, &upstreams)?;
     if keys.first().is_none()
+        && jwks.is_empty()
         && let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None)
     {
         return Err(Invalid {
             span: None,
             key: "jwt.keys".to_owned(),
             message: format!(
-                "route {} checks tokens but no [[jwt.keys]] is configured",
+                "route {} checks tokens but no [[jwt.keys]] or [[jwt.jwks]] is configured",
                 route.prefix
             ),
         });
@@ -372,6 +401,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         admin,
         validation,
         keys,
+        jwks,
+        verified_cache,
         upstreams,
         routes,
         token_query_param,
@@ -449,7 +480,7 @@ fn validate_admin(raw: RawAdmin) -> Result<Admin, Invalid> {
 fn validate_jwt(
     raw: RawJwt,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Validation, KeySet), Invalid> {
+) -> Result<(Validation, KeySet, Vec<Source>), Invalid> {
     let defaults = Validation::default();
     let leeway = duration_or(raw.leeway, "jwt.leeway", 30)?;
     let required = match raw.require {
@@ -493,40 +524,43 @@ fn validate_jwt(
         let span = raw_key.span();
         let raw_key = raw_key.into_inner();
         let at = |field: &str| format!("jwt.keys[{i}].{field}");
-        let alg = Alg::from_name(raw_key.alg.get_ref()).ok_or_else(|| {
-            invalid(
-                &raw_key.alg,
-                at("alg"),
-                format!(
-                    "{:?} is not one of HS256, HS384, HS512",
-                    raw_key.alg.get_ref()
-                ),
-            )
-        })?;
-        let secret = match (raw_key.secret_env, raw_key.secret_file) {
-            (Some(var), None) => env(var.get_ref())
-                .filter(|s| !s.is_empty())
-                .map(String::into_bytes)
-                .ok_or_else(|| {
+        let alg = parse_alg(&raw_key.alg, &at("alg"))?;
+        let whole = |message: String| Invalid {
+            span: Some(span.clone()),
+            key: format!("jwt.keys[{i}]"),
+            message,
+        };
+        let material = match (
+            raw_key.secret_env,
+            raw_key.secret_file,
+            raw_key.public_key_file,
+        ) {
+            (Some(var), None, None) => KeyMaterial::Secret(
+                env(var.get_ref())
+                    .filter(|s| !s.is_empty())
+                    .map(String::into_bytes)
+                    .ok_or_else(|| {
+                        invalid(
+                            &var,
+                            at("secret_env"),
+                            format!("environment variable {} is not set", var.get_ref()),
+                        )
+                    })?,
+            ),
+            (None, Some(path), None) => {
+                KeyMaterial::Secret(std::fs::read(path.get_ref()).map_err(|err| {
                     invalid(
-                        &var,
-                        at("secret_env"),
-                        format!("environment variable {} is not set", var.get_ref()),
+                        &path,
+                        at("secret_file"),
+                        format!("cannot read {}: {err}", path.get_ref().display()),
                     )
-                })?,
-            (None, Some(path)) => std::fs::read(path.get_ref()).map_err(|err| {
-                invalid(
-                    &path,
-                    at("secret_file"),
-                    format!("cannot read {}: {err}", path.get_ref().display()),
-                )
-            })?,
+                })?)
+            }
+            (None, None, Some(path)) => KeyMaterial::PublicKey(path),
             _ => {
-                return Err(Invalid {
-                    span: Some(span),
-                    key: format!("jwt.keys[{i}]"),
-                    message: "set exactly one of secret_env or secret_file (inline secrets are not accepted)".to_owned(),
-                });
+                return Err(whole(
+                    "set exactly one of secret_env, secret_file or public_key_file (inline secrets are not accepted)".to_owned(),
+                ));
             }
         };
         if let Some(kid) = &raw_key.kid
@@ -539,14 +573,141 @@ fn validate_jwt(
             ));
         }
         let kid = raw_key.kid.map(Spanned::into_inner);
-        let key = Key::hmac(kid, alg, &secret).map_err(|err| Invalid {
-            span: Some(span.clone()),
-            key: format!("jwt.keys[{i}]"),
-            message: err.to_string(),
-        })?;
-        keys.push(key);
+        // The algorithm decides what the material may be: a public key can
+        // never become an HMAC secret, nor a secret a public key.
+        let key = match material {
+            KeyMaterial::Secret(secret) => {
+                Key::hmac(kid, alg, &secret).map_err(|err| whole(err.to_string()))?
+            }
+            // Refused before the file is read: the algorithm decides.
+            KeyMaterial::PublicKey(path) if alg.is_hmac() => {
+                return Err(invalid(
+                    &path,
+                    at("public_key_file"),
+                    KeyError::PublicKeyForHmac { alg }.to_string(),
+                ));
+            }
+            KeyMaterial::PublicKey(path) => {
+                Key::from_pem_file(kid, alg, path.get_ref()).map_err(|err| {
+                    invalid(
+                        &path,
+                        at("public_key_file"),
+                        format!("{}: {err}", path.get_ref().display()),
+                    )
+                })?
+            }
+        };
+        keys.push(key.for_issuer(raw_key.issuer));
     }
-    Ok((validation, KeySet::new(keys)))
+    let mut sources = Vec::new();
+    for (i, raw_source) in raw.jwks.into_iter().enumerate() {
+        let span = raw_source.span();
+        let raw_source = raw_source.into_inner();
+        let at = |field: &str| format!("jwt.jwks[{i}].{field}");
+        let default_alg = match &raw_source.alg {
+            Some(alg) => Some(parse_alg(alg, &at("alg"))?),
+            None => None,
+        };
+        let refresh = duration_or(raw_source.refresh, &at("refresh"), 300)?;
+        let cooldown = duration_or(raw_source.cooldown, &at("cooldown"), 30)?;
+        let location = match (raw_source.file, raw_source.url) {
+            (Some(path), None) => {
+                if let Some(ca) = &raw_source.ca_file {
+                    return Err(invalid(ca, at("ca_file"), "only a url source uses ca_file"));
+                }
+                let text = std::fs::read(path.get_ref()).map_err(|err| {
+                    invalid(
+                        &path,
+                        at("file"),
+                        format!("cannot read {}: {err}", path.get_ref().display()),
+                    )
+                })?;
+                let loaded = jwks::parse_jwks(&text, raw_source.issuer.as_deref(), default_alg)
+                    .map_err(|err| {
+                        invalid(
+                            &path,
+                            at("file"),
+                            format!("{}: {err}", path.get_ref().display()),
+                        )
+                    })?;
+                keys.extend(loaded);
+                Location::File(path.into_inner())
+            }
+            (None, Some(url)) => {
+                let parsed: Uri = url
+                    .get_ref()
+                    .parse()
+                    .ok()
+                    .filter(|u: &Uri| u.scheme_str() == Some("https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        invalid(
+                            &url,
+                            at("url"),
+                            format!("{:?} is not an https:// URL", url.get_ref()),
+                        )
+                    })?;
+                let roots = match &raw_source.ca_file {
+                    None => None,
+                    Some(ca) => {
+                        use rustls::pki_types::pem::PemObject;
+                        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca.get_ref())
+                            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                            .map_err(|err| {
+                                invalid(
+                                    ca,
+                                    at("ca_file"),
+                                    format!("cannot read {}: {err}", ca.get_ref().display()),
+                                )
+                            })?;
+                        if certs.is_empty() {
+                            return Err(invalid(ca, at("ca_file"), "holds no certificate"));
+                        }
+                        Some(certs)
+                    }
+                };
+                let tls = jwks::client_config(roots.as_deref()).map_err(|err| {
+                    invalid(
+                        &url,
+                        at("ca_file"),
+                        format!("unusable CA certificate: {err}"),
+                    )
+                })?;
+                Location::Url { url: parsed, tls }
+            }
+            _ => {
+                return Err(Invalid {
+                    span: Some(span),
+                    key: format!("jwt.jwks[{i}]"),
+                    message: "set exactly one of file or url".to_owned(),
+                });
+            }
+        };
+        sources.push(Source {
+            location,
+            issuer: raw_source.issuer,
+            default_alg,
+            refresh,
+            cooldown,
+        });
+    }
+    Ok((validation, KeySet::new(keys), sources))
+}
+
+/// What a `[[jwt.keys]]` entry names: a secret's bytes, or a PEM file.
+enum KeyMaterial {
+    Secret(Vec<u8>),
+    PublicKey(Spanned<PathBuf>),
+}
+
+fn parse_alg(alg: &Spanned<String>, key: &str) -> Result<Alg, Invalid> {
+    Alg::from_name(alg.get_ref()).ok_or_else(|| {
+        let names: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+        invalid(
+            alg,
+            key,
+            format!("{:?} is not one of {}", alg.get_ref(), names.join(", ")),
+        )
+    })
 }
 
 fn validate_log(raw: RawLog) -> Result<Log, Invalid> {
@@ -895,6 +1056,66 @@ url = "http://127.0.0.1:8080"
     fn short_hmac_secret_is_refused() {
         let text = BASE.replace("HS256", "HS512") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
         assert!(error(&text).contains("HS512 needs a secret of at least 64 bytes"));
+    }
+
+    #[test]
+    fn unreadable_public_key_file_names_line_and_key() {
+        let text = BASE.replace(
+            "secret_env = \"SECRET\"",
+            "public_key_file = \"/nonexistent/idp.pem\"",
+        ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let text = text.replace("alg = \"HS256\"", "alg = \"RS256\"");
+        let err = error(&text);
+        assert!(
+            err.starts_with("test.toml:8: jwt.keys[0].public_key_file: /nonexistent/idp.pem: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hmac_key_with_a_public_key_file_is_refused() {
+        let text = BASE.replace("secret_env = \"SECRET\"", "public_key_file = \"k.pem\"")
+            + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let err = error(&text);
+        assert!(
+            err.contains("HS256 takes a shared secret, not a public key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn jwks_url_must_be_https_and_names_its_line() {
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nurl = \"http://idp/jwks\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        );
+        let err = error(&text);
+        assert!(err.starts_with("test.toml:13: jwt.jwks[0].url: "), "{err}");
+        assert!(err.contains("is not an https:// URL"), "{err}");
+    }
+
+    #[test]
+    fn jwks_source_needs_exactly_one_of_file_or_url() {
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nissuer = \"x\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+        );
+        assert!(error(&text).contains("jwt.jwks[0]: set exactly one of file or url"));
+    }
+
+    #[test]
+    fn jwks_file_with_an_ambiguous_rsa_key_is_refused_naming_the_file() {
+        let path = std::env::temp_dir().join(format!("jwtgate-cfg-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "{BASE}[[jwt.jwks]]\nfile = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n",
+            path.display()
+        );
+        let err = error(&text);
+        assert!(err.starts_with("test.toml:13: jwt.jwks[0].file: "), "{err}");
+        assert!(err.contains("key 0 (kid Some(\"r\"))"), "{err}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
 use crate::headers::{self, HostError, Identity};
-use crate::jwt::{Validation, Verified};
-use crate::keys::KeySet;
+use crate::jwks::Keyring;
+use crate::jwt::{JwtError, Validation, Verified};
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
 use crate::routes::{self, PathError, RouteError, RouteTable};
 use crate::upstream::{self, Body, Upstream, UpstreamError};
@@ -24,7 +24,7 @@ use crate::upstream::{self, Body, Upstream, UpstreamError};
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
     routes: RouteTable,
-    keys: KeySet,
+    keys: Arc<Keyring>,
     validation: Validation,
     upstreams: Vec<Upstream>,
     token_query_param: Option<String>,
@@ -97,13 +97,29 @@ impl Gateway {
             .collect();
         let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
         let readiness = Arc::new(Readiness::default());
+        // `/readyz` waits until every JWKS URL has loaded once.
+        let keys = Keyring::new(
+            config.keys,
+            &config.jwks,
+            readiness.check("key_sources"),
+            config.verified_cache,
+        );
+        keys.spawn_refresh();
+        let metrics = Arc::new(Metrics::new(&route_labels, &upstream_names));
+        let cache_source = Arc::downgrade(&keys);
+        metrics.report_verified_cache(move || {
+            cache_source
+                .upgrade()
+                .map(|keys| keys.cache_stats())
+                .unwrap_or_default()
+        });
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
             routes: config.routes,
-            keys: config.keys,
+            keys,
             validation: config.validation,
             server_timing: config.server.server_timing,
-            metrics: Arc::new(Metrics::new(&route_labels, &upstream_names)),
+            metrics,
             serving: readiness.check("serving"),
             readiness,
             token_query_param: config.token_query_param,
@@ -115,6 +131,17 @@ impl Gateway {
                 body_bytes: config.server.max_body_bytes,
             },
         }
+    }
+
+    /// True once every key source has loaded at least once; until then
+    /// tokens whose key may be in a missing source are answered 503.
+    pub fn keys_ready(&self) -> bool {
+        self.keys.ready()
+    }
+
+    /// The live key set and its verified-token cache.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keys
     }
 
     /// The counters and histograms this gateway records into.
@@ -251,14 +278,15 @@ impl Gateway {
             _ => None,
         };
         let token = auth::find_token(request.headers(), query.as_ref())?;
-        let verified = auth::authorize(
+        let verified = auth::authorize_live(
             route,
             token,
             &self.keys,
             &self.validation,
             unix_now(),
             &mut trace.verification,
-        )?;
+        )
+        .await?;
         // The token parameter, like the Authorization header, is not forwarded.
         let forward_query = match &query {
             Some(split) => split.rest.as_deref(),
@@ -443,6 +471,14 @@ fn error_response(err: &GatewayError) -> Response<Body> {
             Some(format!(
                 "{REALM}, error=\"invalid_request\", error_description=\"{why}\""
             )),
+        ),
+        // The gateway cannot reach the keys that would decide: our fault
+        // (or the identity provider's), not the client's; it may retry.
+        E::Auth(AuthError::Token(JwtError::KeysUnavailable { .. })) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "the signing keys are not available yet; retry later",
+            None,
         ),
         E::Auth(AuthError::Token(jwt)) => {
             let why = jwt.client_description();

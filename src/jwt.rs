@@ -25,19 +25,44 @@ use crate::keys::{Key, KeySet};
 /// real access tokens are well under 2 KiB.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// Signature algorithms a key can be bound to.
+/// Signature algorithms a key can be bound to (RFC 7518 §3.1, RFC 8037 §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alg {
     HS256,
     HS384,
     HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
 }
 
-impl Alg {
-    pub const ALL: [Alg; 3] = [Alg::HS256, Alg::HS384, Alg::HS512];
+/// Longest signature any algorithm produces: RSA with an 8192-bit modulus.
+pub const MAX_SIGNATURE_LEN: usize = 1024;
 
-    /// The registered name (RFC 7518 §3.1), compared case-sensitively as
-    /// RFC 7515 §4.1.1 requires: `hs256` and `None` are not algorithms.
+impl Alg {
+    pub const ALL: [Alg; 12] = [
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+
+    /// The registered name, compared case-sensitively as RFC 7515 §4.1.1
+    /// requires: `hs256` and `None` are not algorithms.
     pub fn from_name(name: &str) -> Option<Alg> {
         Alg::ALL.into_iter().find(|alg| alg.name() == name)
     }
@@ -47,15 +72,36 @@ impl Alg {
             Alg::HS256 => "HS256",
             Alg::HS384 => "HS384",
             Alg::HS512 => "HS512",
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
         }
     }
 
-    /// Length of a signature, in bytes.
-    pub fn signature_len(self) -> usize {
+    /// Whether the key is a shared secret (HMAC) rather than a public key.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+
+    /// Length of a signature in bytes, where the algorithm fixes it. RSA
+    /// signatures are as long as the key's modulus, which the key checks.
+    pub fn signature_len(self) -> Option<usize> {
         match self {
-            Alg::HS256 => 32,
-            Alg::HS384 => 48,
-            Alg::HS512 => 64,
+            Alg::HS256 => Some(32),
+            Alg::HS384 => Some(48),
+            Alg::HS512 => Some(64),
+            // RFC 7518 §3.4: JOSE ECDSA signatures are R || S, each the
+            // size of the curve order; RFC 8032 §5.1.6: Ed25519 is 64.
+            Alg::ES256 => Some(64),
+            Alg::ES384 => Some(96),
+            Alg::EdDSA => Some(64),
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => None,
         }
     }
 }
@@ -145,6 +191,13 @@ pub enum JwtError {
     Crit,
     #[error("no key with kid {kid:?}")]
     UnknownKid { kid: String },
+    /// The token may be valid, but a key source that could hold its key has
+    /// never loaded (e.g. the JWKS endpoint is down since start-up): the
+    /// gateway, not the client, is at fault.
+    #[error("keys unavailable: {pending} key source(s) not loaded yet")]
+    KeysUnavailable { pending: usize },
+    #[error("key {kid:?} is bound to issuer {issuer:?}; the token names another")]
+    IssuerNotBound { kid: Option<String>, issuer: String },
     #[error("no key accepts algorithm {alg}")]
     AlgNotAllowed { alg: Alg },
     #[error("key {kid:?} is bound to {key_alg}, token says {alg}")]
@@ -184,6 +237,8 @@ impl JwtError {
             | JwtError::AlgMismatch { .. } => "alg_not_allowed",
             JwtError::Crit => "crit",
             JwtError::UnknownKid { .. } => "unknown_kid",
+            JwtError::KeysUnavailable { .. } => "keys_unavailable",
+            JwtError::IssuerNotBound { .. } => "bad_issuer",
             JwtError::BadSignature => "bad_signature",
             JwtError::Expired { .. } => "expired",
             JwtError::NotYetValid { .. } | JwtError::IssuedInFuture { .. } => "not_yet_valid",
@@ -206,7 +261,10 @@ impl JwtError {
             | JwtError::AlgNotAllowed { .. }
             | JwtError::AlgMismatch { .. }
             | JwtError::UnsupportedAlg { .. } => "the token signature is invalid",
-            JwtError::BadIssuer | JwtError::BadAudience => "the token is not for this service",
+            JwtError::BadIssuer | JwtError::IssuerNotBound { .. } | JwtError::BadAudience => {
+                "the token is not for this service"
+            }
+            JwtError::KeysUnavailable { .. } => "the signing keys are not available yet",
             JwtError::MissingClaim { .. } | JwtError::InvalidClaim { .. } => {
                 "the token claims are invalid"
             }
@@ -248,9 +306,22 @@ pub fn verify_reporting_alg(
 
     let (alg, key) = with_header(header_b64, |alg, kid| {
         *alg_seen = Some(alg);
-        let mut signature = [0u8; 64];
-        let signature = decode_into(signature_b64, &mut signature, Segment::Signature)?;
-        if signature.len() != alg.signature_len() {
+        // Fixed-length signatures (HMAC, ECDSA, EdDSA) decode into a small
+        // buffer; only RSA needs room for a modulus of up to 8192 bits.
+        let mut small = [0u8; 96];
+        let mut large;
+        let buf: &mut [u8] = match alg.signature_len() {
+            Some(_) => &mut small,
+            None => {
+                large = [0u8; MAX_SIGNATURE_LEN];
+                &mut large
+            }
+        };
+        let signature = decode_into(signature_b64, buf, Segment::Signature)?;
+        if alg
+            .signature_len()
+            .is_some_and(|len| len != signature.len())
+        {
             return Err(JwtError::BadSignature);
         }
         Ok((alg, select_key(keys, kid, alg, signing_input, signature)?))
@@ -265,6 +336,16 @@ pub fn verify_reporting_alg(
     )?;
     let claims = parse_claims(payload, validation)?;
     check_claims(&claims, validation, now)?;
+    // A key bound to an issuer vouches only for that issuer's tokens: a
+    // token signed by IdP B must not claim to come from IdP A.
+    if let Some(bound) = &key.issuer
+        && claims.iss.as_deref() != Some(bound.as_str())
+    {
+        return Err(JwtError::IssuerNotBound {
+            kid: key.kid.clone(),
+            issuer: bound.clone(),
+        });
+    }
 
     Ok(Verified {
         alg,
@@ -344,8 +425,10 @@ fn split(token: &str) -> Result<(&str, &str, &str, &str), JwtError> {
 
 /// Picks the key for this token and checks the signature with it.
 ///
-/// A `kid` selects exactly one key, whose algorithm must match. Without a
-/// `kid`, every key of the token's algorithm is tried (key rotation).
+/// A `kid` selects the keys with that id (several sources may reuse one),
+/// whose algorithm must match. Without a `kid`, every key of the token's
+/// algorithm is tried (key rotation). When no key decides and a key source
+/// has not loaded yet, the answer is "unavailable", not "invalid".
 fn select_key<'k>(
     keys: &'k KeySet,
     kid: Option<&str>,
@@ -353,29 +436,47 @@ fn select_key<'k>(
     signing_input: &str,
     signature: &[u8],
 ) -> Result<&'k Key, JwtError> {
+    let unavailable = || JwtError::KeysUnavailable {
+        pending: keys.pending(),
+    };
+    // Key sources (JWKS) hold only public keys, so a missing one can never
+    // decide an HMAC token: those stay 401, never 503.
+    let pending = if alg.is_hmac() { 0 } else { keys.pending() };
     if let Some(kid) = kid {
-        let key = keys.by_kid(kid).ok_or_else(|| JwtError::UnknownKid {
-            kid: kid.to_owned(),
-        })?;
-        if key.alg != alg {
+        let mut named = keys.by_kid(kid).peekable();
+        let Some(first) = named.peek().copied() else {
+            return Err(match pending {
+                0 => JwtError::UnknownKid {
+                    kid: kid.to_owned(),
+                },
+                _ => unavailable(),
+            });
+        };
+        let mut of_alg = named.filter(|key| key.alg == alg).peekable();
+        if of_alg.peek().is_none() {
             return Err(JwtError::AlgMismatch {
                 kid: kid.to_owned(),
-                key_alg: key.alg,
+                key_alg: first.alg,
                 alg,
             });
         }
-        return match key.verify(signing_input.as_bytes(), signature) {
-            true => Ok(key),
-            false => Err(JwtError::BadSignature),
+        return match of_alg.find(|key| key.verify(signing_input.as_bytes(), signature)) {
+            Some(key) => Ok(key),
+            None => Err(JwtError::BadSignature),
         };
     }
     let mut candidates = keys.by_alg(alg).peekable();
     if candidates.peek().is_none() {
-        return Err(JwtError::AlgNotAllowed { alg });
+        return Err(match pending {
+            0 => JwtError::AlgNotAllowed { alg },
+            _ => unavailable(),
+        });
     }
-    candidates
-        .find(|key| key.verify(signing_input.as_bytes(), signature))
-        .ok_or(JwtError::BadSignature)
+    match candidates.find(|key| key.verify(signing_input.as_bytes(), signature)) {
+        Some(key) => Ok(key),
+        None if pending > 0 => Err(unavailable()),
+        None => Err(JwtError::BadSignature),
+    }
 }
 
 /// Decodes into `buf` when it fits, else into `heap`: typical headers and

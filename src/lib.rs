@@ -6,11 +6,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod explain;
 pub mod gateway;
 pub mod headers;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;

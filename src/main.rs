@@ -14,7 +14,7 @@ use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
 use jwtgate::server::{self, Limits};
-use jwtgate::{admin, demo, explain, tls, token};
+use jwtgate::{admin, demo, explain, jwks, tls, token};
 
 /// A TLS-terminating reverse proxy that verifies the JWT on every request.
 #[derive(Parser)]
@@ -88,13 +88,16 @@ struct KeyArgs {
     /// Environment variable holding the HMAC secret.
     #[arg(
         long,
-        conflicts_with = "secret_file",
-        required_unless_present = "secret_file"
+        conflicts_with_all = ["secret_file", "key_file"],
+        required_unless_present_any = ["secret_file", "key_file"]
     )]
     secret_env: Option<String>,
     /// File holding the HMAC secret (its exact bytes).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key_file")]
     secret_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8; RSA also PKCS#1) for RS*/PS*/ES256/ES384/EdDSA.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
     #[arg(long, default_value = "HS256")]
     alg: String,
     /// Key id to put in (mint) or expect from (inspect) the header.
@@ -110,6 +113,15 @@ struct OptionalKeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// PEM public key or certificate (with --alg).
+    #[arg(long, conflicts_with_all = ["secret_env", "secret_file"])]
+    public_key_file: Option<PathBuf>,
+    /// Local JWKS file to verify against (the token's kid/alg pick the key).
+    #[arg(long, conflicts_with_all = ["secret_env", "secret_file", "public_key_file"])]
+    jwks_file: Option<PathBuf>,
+    /// JWKS URL (https://) to fetch and verify against.
+    #[arg(long, conflicts_with_all = ["secret_env", "secret_file", "public_key_file", "jwks_file"])]
+    jwks_url: Option<String>,
     #[arg(long, default_value = "HS256")]
     alg: String,
     #[arg(long)]
@@ -168,7 +180,21 @@ fn run(command: Command) -> Result<ExitCode, String> {
             json_claims,
             ttl,
         }) => {
-            let key = load_key(key.secret_env, key.secret_file, &key.alg, key.kid)?;
+            let signer = match key.key_file {
+                Some(path) => {
+                    let alg = parse_alg(&key.alg)?;
+                    let pem = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    token::Signer::from_pem(key.kid, alg, &pem)
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                None => token::Signer::Hmac(load_key(
+                    key.secret_env,
+                    key.secret_file,
+                    &key.alg,
+                    key.kid,
+                )?),
+            };
             // Beyond ~285 million years exp would pass 2^53, which verifiers refuse.
             let ttl = config::parse_duration(&ttl)
                 .filter(|ttl| ttl.as_secs() < 1 << 52)
@@ -195,7 +221,10 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     .map_err(|e| format!("--claim-json {name}: not JSON: {e}"))?;
                 map.insert(name.to_owned(), value);
             }
-            println!("{}", token::mint(&key, &map));
+            println!(
+                "{}",
+                token::mint_with(&signer, &map).map_err(|e| e.to_string())?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(TokenCommand::Inspect { token, key }) => inspect(&token, key),
@@ -342,8 +371,7 @@ fn load_key(
     alg: &str,
     kid: Option<String>,
 ) -> Result<Key, String> {
-    let alg = Alg::from_name(alg)
-        .ok_or_else(|| format!("--alg {alg:?} is not one of HS256, HS384, HS512"))?;
+    let alg = parse_alg(alg)?;
     let secret = match (env, file) {
         (Some(var), _) => std::env::var(&var)
             .map(String::into_bytes)
@@ -354,6 +382,13 @@ fn load_key(
         (None, None) => return Err("give --secret-env or --secret-file".to_owned()),
     };
     Key::hmac(kid, alg, &secret).map_err(|e| e.to_string())
+}
+
+fn parse_alg(alg: &str) -> Result<Alg, String> {
+    Alg::from_name(alg).ok_or_else(|| {
+        let names: Vec<&str> = Alg::ALL.iter().map(|a| a.name()).collect();
+        format!("--alg {alg:?} is not one of {}", names.join(", "))
+    })
 }
 
 fn split_claim(claim: &str) -> Result<(&str, &str), String> {
@@ -381,17 +416,49 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
             println!("expired: {}s ago (exp {exp})", -delta);
         }
     }
-    if key.secret_env.is_none() && key.secret_file.is_none() {
-        println!("signature: not checked (give --secret-env or --secret-file)");
+    let keys = if let Some(path) = &key.jwks_file {
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let keys =
+            jwks::parse_jwks(&text, None, None).map_err(|e| format!("{}: {e}", path.display()))?;
+        KeySet::new(keys)
+    } else if let Some(url) = &key.jwks_url {
+        let uri: http::Uri = url
+            .parse()
+            .ok()
+            .filter(|u: &http::Uri| u.scheme_str() == Some("https"))
+            .ok_or_else(|| format!("--jwks-url {url:?} is not an https:// URL"))?;
+        let text = runtime(Some(1))?
+            .block_on(jwks::fetch_once(&uri))
+            .map_err(|e| format!("{url}: {e}"))?;
+        KeySet::new(jwks::parse_jwks(&text, None, None).map_err(|e| format!("{url}: {e}"))?)
+    } else if let Some(path) = &key.public_key_file {
+        let alg = parse_alg(&key.alg)?;
+        // One key was named: it answers to the token's kid unless --kid says otherwise.
+        let kid = key
+            .kid
+            .or_else(|| header.get("kid").and_then(Value::as_str).map(str::to_owned));
+        KeySet::new(vec![
+            Key::from_pem_file(kid, alg, path).map_err(|e| format!("{}: {e}", path.display()))?,
+        ])
+    } else if key.secret_env.is_some() || key.secret_file.is_some() {
+        // Without --kid, the key takes the token's kid: the point is to check
+        // this secret, whatever the token calls it.
+        let kid = key
+            .kid
+            .or_else(|| header.get("kid").and_then(Value::as_str).map(str::to_owned));
+        KeySet::new(vec![load_key(
+            key.secret_env,
+            key.secret_file,
+            &key.alg,
+            kid,
+        )?])
+    } else {
+        println!(
+            "signature: not checked (give --secret-env, --secret-file, --public-key-file, --jwks-file or --jwks-url)"
+        );
         return Ok(ExitCode::SUCCESS);
-    }
-    // Without --kid, the key takes the token's kid: the point is to check
-    // this secret, whatever the token calls it.
-    let kid = key
-        .kid
-        .or_else(|| header.get("kid").and_then(Value::as_str).map(str::to_owned));
-    let key = load_key(key.secret_env, key.secret_file, &key.alg, kid)?;
-    let keys = KeySet::new(vec![key]);
+    };
     let validation = Validation {
         required: Vec::new(),
         ..Validation::default()

@@ -154,6 +154,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "alg_not_allowed",
     "crit",
     "unknown_kid",
+    "keys_unavailable",
     "bad_signature",
     "expired",
     "not_yet_valid",
@@ -191,6 +192,8 @@ pub struct Metrics {
     in_flight: AtomicI64,
     connections: AtomicI64,
     connections_total: AtomicU64,
+    /// Reads the verified-token cache's counters at scrape time.
+    verified_cache: std::sync::OnceLock<Box<dyn Fn() -> crate::cache::CacheStats + Send + Sync>>,
 }
 
 impl Metrics {
@@ -235,6 +238,7 @@ impl Metrics {
             in_flight: AtomicI64::new(0),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            verified_cache: std::sync::OnceLock::new(),
         }
     }
 
@@ -404,7 +408,41 @@ impl Metrics {
             "jwtgate_connections_total {}",
             self.connections_total.load(Ordering::Relaxed)
         );
+        if let Some(stats) = self.verified_cache.get() {
+            let stats = stats();
+            header(
+                &mut out,
+                "jwtgate_verified_cache_lookups_total",
+                "counter",
+                "Verified-token cache lookups (public-key tokens), by result.",
+            );
+            let _ = writeln!(
+                out,
+                "jwtgate_verified_cache_lookups_total{{result=\"hit\"}} {}",
+                stats.hits
+            );
+            let _ = writeln!(
+                out,
+                "jwtgate_verified_cache_lookups_total{{result=\"miss\"}} {}",
+                stats.misses
+            );
+            header(
+                &mut out,
+                "jwtgate_verified_cache_entries",
+                "gauge",
+                "Tokens in the verified-token cache.",
+            );
+            let _ = writeln!(out, "jwtgate_verified_cache_entries {}", stats.entries);
+        }
         out
+    }
+
+    /// Makes `/metrics` report the verified-token cache, read by `stats`.
+    pub fn report_verified_cache(
+        &self,
+        stats: impl Fn() -> crate::cache::CacheStats + Send + Sync + 'static,
+    ) {
+        let _ = self.verified_cache.set(Box::new(stats));
     }
 }
 

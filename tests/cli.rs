@@ -326,3 +326,145 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
     );
     assert!(text.contains("decision: forward to the upstream"), "{text}");
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command generates test keys");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[test]
+fn token_minted_with_a_pem_private_key_verifies_with_its_public_key_and_a_jwks_file() {
+    let dir = scratch("pem-mint");
+    openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "ec.key",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "ec.key", "-out", "ec.p8",
+        ],
+    );
+    openssl(
+        &dir,
+        &["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"],
+    );
+    let mint = jwtgate(
+        &[
+            "token",
+            "mint",
+            "--key-file",
+            "ec.p8",
+            "--alg",
+            "ES256",
+            "--kid",
+            "e1",
+            "--claim",
+            "sub=42",
+        ],
+        &dir,
+    );
+    assert!(mint.status.success(), "{}", stderr(&mint));
+    let token = String::from_utf8(mint.stdout).unwrap().trim().to_owned();
+
+    let by_pem = jwtgate(
+        &[
+            "token",
+            "inspect",
+            &token,
+            "--public-key-file",
+            "ec.pub",
+            "--alg",
+            "ES256",
+        ],
+        &dir,
+    );
+    assert!(
+        by_pem.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_pem.stdout)
+    );
+    assert!(String::from_utf8_lossy(&by_pem.stdout).contains("signature: valid"));
+
+    // The same public key as a JWKS file, built from the PEM's point.
+    let pem = std::fs::read(dir.join("ec.pub")).unwrap();
+    let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(&pem).unwrap();
+    let point = &der.as_ref()[der.as_ref().len() - 64..];
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let jwks = serde_json::json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "e1", "x": b64(&point[..32]), "y": b64(&point[32..])
+    }]});
+    std::fs::write(dir.join("jwks.json"), jwks.to_string()).unwrap();
+    let by_jwks = jwtgate(
+        &["token", "inspect", &token, "--jwks-file", "jwks.json"],
+        &dir,
+    );
+    assert!(
+        by_jwks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_jwks.stdout)
+    );
+
+    // A token signed by another key fails against that JWKS, exit 1.
+    openssl(
+        &dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "other.key",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            "other.key",
+            "-out",
+            "other.p8",
+        ],
+    );
+    let forged = jwtgate(
+        &[
+            "token",
+            "mint",
+            "--key-file",
+            "other.p8",
+            "--alg",
+            "ES256",
+            "--kid",
+            "e1",
+            "--claim",
+            "sub=1",
+        ],
+        &dir,
+    );
+    let forged = String::from_utf8(forged.stdout).unwrap().trim().to_owned();
+    let refused = jwtgate(
+        &["token", "inspect", &forged, "--jwks-file", "jwks.json"],
+        &dir,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+}

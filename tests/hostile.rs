@@ -281,7 +281,9 @@ async fn identity_headers_are_stripped_for_every_method_route_and_spelling() {
                     .try_send(builder.body(Full::default()).unwrap())
                     .await
                     .unwrap_or_else(|e| panic!("{case}: {e}"));
-                if path == "/admin" && !matches!(*method, Method::GET | Method::POST) {
+                // HEAD is allowed wherever GET is (RFC 9110 §9.3.2).
+                if path == "/admin" && !matches!(*method, Method::GET | Method::HEAD | Method::POST)
+                {
                     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{case}");
                     continue;
                 }

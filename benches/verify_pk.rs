@@ -1,0 +1,144 @@
+//! Public-key verification cost, with and without the verified-token cache:
+//! `cargo bench --bench verify_pk`. RS256 keys come from the `openssl`
+//! command (ring cannot generate RSA keys), the others from ring; all are
+//! generated at bench time.
+
+use std::future::Future;
+use std::pin::pin;
+use std::process::Command;
+use std::task::{Context, Poll, Waker};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use serde_json::{Map, Value, json};
+
+use jwtgate::jwks::Keyring;
+use jwtgate::jwt::{self, Alg, Validation};
+use jwtgate::keys::{Key, KeySet};
+use jwtgate::metrics::Readiness;
+use jwtgate::token::{self, Signer};
+
+const NOW: i64 = 1_700_000_000;
+
+fn claims() -> Map<String, Value> {
+    let claims = json!({ "sub": "42", "role": "user", "iat": NOW, "exp": NOW + 900 });
+    match claims {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Drives a future that never waits (a cache hit or a plain verification)
+/// without a runtime, so the bench measures verification, not scheduling.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+fn pem_of(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+/// (signer, public key) pairs for each algorithm measured.
+fn setups() -> Vec<(Alg, Signer, Key)> {
+    let mut out = Vec::new();
+    let dir = std::env::temp_dir().join(format!("jwtgate-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.key",
+        ])
+        .current_dir(&dir)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("openssl")
+            .args(["pkey", "-in", "rsa.key", "-pubout", "-out", "rsa.pub"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+    if ok {
+        for alg in [Alg::RS256, Alg::PS256] {
+            if let (Ok(signer), Ok(key)) = (
+                Signer::from_pem(None, alg, &pem_of(&dir.join("rsa.key"))),
+                Key::from_pem(None, alg, &pem_of(&dir.join("rsa.pub"))),
+            ) {
+                out.push((alg, signer, key));
+            }
+        }
+    } else {
+        eprintln!("openssl not found: RSA skipped");
+    }
+    let rng = SystemRandom::new();
+    if let Ok(pkcs8) = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng) {
+        let pem = pem(pkcs8.as_ref());
+        if let Ok(signer) = Signer::from_pem(None, Alg::ES256, pem.as_bytes())
+            && let Some(point) = signer.public_key()
+            && let Ok(key) = Key::ec(None, Alg::ES256, &point[1..33], &point[33..])
+        {
+            out.push((Alg::ES256, signer, key));
+        }
+    }
+    if let Ok(pkcs8) = Ed25519KeyPair::generate_pkcs8(&rng) {
+        let pem = pem(pkcs8.as_ref());
+        if let Ok(signer) = Signer::from_pem(None, Alg::EdDSA, pem.as_bytes())
+            && let Some(x) = signer.public_key()
+            && let Ok(key) = Key::ed25519(None, Alg::EdDSA, &x)
+        {
+            out.push((Alg::EdDSA, signer, key));
+        }
+    }
+    out
+}
+
+fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let validation = Validation::default();
+    let mut group = c.benchmark_group("verify_pk");
+    for (alg, signer, key) in setups() {
+        let Ok(token) = token::mint_with(&signer, &claims()) else {
+            continue;
+        };
+        let keys = KeySet::new(vec![key]);
+        assert!(
+            jwt::verify(&token, &keys, &validation, NOW).is_ok(),
+            "{alg}"
+        );
+        group.bench_function(format!("{alg}/no_cache"), |b| {
+            b.iter(|| jwt::verify(&token, &keys, &validation, NOW))
+        });
+        let readiness = Readiness::default();
+        let ring = Keyring::new(keys, &[], readiness.check("bench"), 10_000);
+        group.bench_function(format!("{alg}/cache_hit"), |b| {
+            b.iter(|| ready(ring.verify(&token, &validation, NOW, &mut None)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
