@@ -11,6 +11,7 @@
 //! Nothing here does I/O or reads the clock: `now` is passed in.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use base64::Engine;
@@ -303,38 +304,37 @@ pub fn verify_reporting_alg(
     }
     let (signing_input, header_b64, payload_b64, signature_b64) = split(token)?;
 
-    let header_json = decode_segment(header_b64, Segment::Header)?;
-    let header: Header<'_> = parse_object(&header_json, Segment::Header)?;
-    if header.crit.0 || header.b64 == Some(false) {
-        return Err(JwtError::Crit);
-    }
-    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
-        alg: header.alg.clone().into_owned(),
-    })?;
-    *alg_seen = Some(alg);
-
-    // Fixed-length signatures (HMAC, ECDSA, EdDSA) decode into a small
-    // buffer; only RSA needs room for a modulus of up to 8192 bits.
-    let mut small = [0u8; 96];
-    let mut large;
-    let buf: &mut [u8] = match alg.signature_len() {
-        Some(_) => &mut small,
-        None => {
-            large = [0u8; MAX_SIGNATURE_LEN];
-            &mut large
+    let (alg, key) = with_header(header_b64, |alg, kid| {
+        *alg_seen = Some(alg);
+        // Fixed-length signatures (HMAC, ECDSA, EdDSA) decode into a small
+        // buffer; only RSA needs room for a modulus of up to 8192 bits.
+        let mut small = [0u8; 96];
+        let mut large;
+        let buf: &mut [u8] = match alg.signature_len() {
+            Some(_) => &mut small,
+            None => {
+                large = [0u8; MAX_SIGNATURE_LEN];
+                &mut large
+            }
+        };
+        let signature = decode_into(signature_b64, buf, Segment::Signature)?;
+        if alg
+            .signature_len()
+            .is_some_and(|len| len != signature.len())
+        {
+            return Err(JwtError::BadSignature);
         }
-    };
-    let signature = decode_into(signature_b64, buf, Segment::Signature)?;
-    if alg
-        .signature_len()
-        .is_some_and(|len| len != signature.len())
-    {
-        return Err(JwtError::BadSignature);
-    }
-    let key = select_key(keys, header.kid.as_deref(), alg, signing_input, signature)?;
+        Ok((alg, select_key(keys, kid, alg, signing_input, signature)?))
+    })?;
 
-    let payload = decode_segment(payload_b64, Segment::Payload)?;
-    let claims = parse_claims(&payload, validation)?;
+    let (mut payload_buf, mut payload_heap) = ([0u8; 1024], Vec::new());
+    let payload = decode_segment(
+        payload_b64,
+        &mut payload_buf,
+        &mut payload_heap,
+        Segment::Payload,
+    )?;
+    let claims = parse_claims(payload, validation)?;
     check_claims(&claims, validation, now)?;
     // A key bound to an issuer vouches only for that issuer's tokens: a
     // token signed by IdP B must not claim to come from IdP A.
@@ -353,6 +353,56 @@ pub fn verify_reporting_alg(
         user: claims.user,
         roles: claims.roles,
         exp: claims.exp,
+    })
+}
+
+/// A header segment this thread parsed and accepted, and what it said.
+struct KnownHeader {
+    segment: String,
+    alg: Alg,
+    kid: Option<String>,
+}
+
+thread_local! {
+    /// The last accepted header segment on this thread. One issuer signs
+    /// every token with the same header, byte for byte, so comparing the
+    /// segment (~40 bytes) replaces a base64 decode and a JSON parse. What a
+    /// segment says is a pure function of its bytes, so a hit gives exactly
+    /// what parsing would; only headers that passed every header check are
+    /// remembered. Per thread: no lock, no sharing.
+    static LAST_HEADER: RefCell<Option<KnownHeader>> = const { RefCell::new(None) };
+}
+
+/// Reads the header's `alg` and `kid` (refusing `crit`, `b64: false`,
+/// unknown algorithms) and hands them to `then`.
+fn with_header<R>(
+    segment: &str,
+    then: impl FnOnce(Alg, Option<&str>) -> Result<R, JwtError>,
+) -> Result<R, JwtError> {
+    LAST_HEADER.with_borrow_mut(|last| {
+        let known = match last {
+            Some(known) if known.segment == segment => known,
+            _ => last.insert(parse_header(segment)?),
+        };
+        then(known.alg, known.kid.as_deref())
+    })
+}
+
+fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
+    // Decoded on the stack unless unusually large.
+    let (mut buf, mut heap) = ([0u8; 256], Vec::new());
+    let json = decode_segment(segment, &mut buf, &mut heap, Segment::Header)?;
+    let header: Header<'_> = parse_object(json, Segment::Header)?;
+    if header.crit.0 || header.b64 == Some(false) {
+        return Err(JwtError::Crit);
+    }
+    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
+        alg: header.alg.clone().into_owned(),
+    })?;
+    Ok(KnownHeader {
+        segment: segment.to_owned(),
+        alg,
+        kid: header.kid.map(Cow::into_owned),
     })
 }
 
@@ -429,12 +479,24 @@ fn select_key<'k>(
     }
 }
 
-fn decode_segment(segment: &str, which: Segment) -> Result<Vec<u8>, JwtError> {
+/// Decodes into `buf` when it fits, else into `heap`: typical headers and
+/// claim sets fit on the stack, so the common path does not allocate.
+fn decode_segment<'b>(
+    segment: &str,
+    buf: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+    which: Segment,
+) -> Result<&'b [u8], JwtError> {
     // The standard engine rejects padding, non-alphabet bytes (whitespace,
     // '+', '/') and non-zero trailing bits: one token, one spelling.
-    URL_SAFE_NO_PAD
+    // Unpadded base64 decodes to at most 3 bytes per 4 characters.
+    if segment.len() / 4 * 3 + 3 <= buf.len() {
+        return decode_into(segment, buf, which);
+    }
+    *heap = URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| JwtError::Base64 { segment: which })
+        .map_err(|_| JwtError::Base64 { segment: which })?;
+    Ok(heap)
 }
 
 fn decode_into<'b>(segment: &str, buf: &'b mut [u8], which: Segment) -> Result<&'b [u8], JwtError> {
@@ -496,16 +558,34 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
-/// The claims the verifier checks, as typed values.
+/// The claims the verifier checks, as typed values. `iss` and `aud` borrow
+/// from the decoded payload: they are only compared, never kept.
 #[derive(Debug, Default)]
-struct Claims {
+struct Claims<'a> {
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
-    iss: Option<String>,
-    aud: Option<Vec<String>>,
+    iss: Option<Cow<'a, str>>,
+    aud: Option<Audience<'a>>,
     user: Option<String>,
     roles: Vec<String>,
+}
+
+/// RFC 7519 §4.1.3: one string or an array of strings.
+#[derive(Debug)]
+enum Audience<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+impl Audience<'_> {
+    fn any(&self, accepted: &[String]) -> bool {
+        let ok = |a: &Cow<'_, str>| accepted.iter().any(|x| x == a);
+        match self {
+            Audience::One(a) => ok(a),
+            Audience::Many(list) => list.iter().any(ok),
+        }
+    }
 }
 
 /// The claims as they appear in the payload, read in one pass without
@@ -523,7 +603,7 @@ struct RawClaims<'a> {
     present: u64,
 }
 
-fn parse_claims(json: &[u8], validation: &Validation) -> Result<Claims, JwtError> {
+fn parse_claims<'a>(json: &'a [u8], validation: &Validation) -> Result<Claims<'a>, JwtError> {
     let mut de = serde_json::Deserializer::from_str(utf8(json, Segment::Payload)?);
     let raw = ClaimsSeed(validation)
         .deserialize(&mut de)
@@ -546,15 +626,15 @@ fn parse_claims(json: &[u8], validation: &Validation) -> Result<Claims, JwtError
         iss: raw
             .iss
             .map(|v| match v {
-                Json::Str(s) => Ok(s.into_owned()),
+                Json::Str(s) => Ok(s),
                 _ => Err(invalid("iss", NOT_A_STRING)),
             })
             .transpose()?,
         aud: raw
             .aud
             .map(|v| match v {
-                Json::Str(s) => Ok(vec![s.into_owned()]),
-                Json::Strings(list) => Ok(list.into_iter().map(Cow::into_owned).collect()),
+                Json::Str(s) => Ok(Audience::One(s)),
+                Json::Strings(list) => Ok(Audience::Many(list)),
                 _ => Err(invalid("aud", NOT_STRINGS)),
             })
             .transpose()?,
@@ -729,8 +809,8 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         let mut raw = RawClaims::default();
         // RFC 8725 §3.1 warns that parsers disagreeing on which duplicate wins
         // is an attack; RFC 7519 §4 lets us refuse duplicates outright.
-        let mut seen: Vec<Cow<'de, str>> = Vec::with_capacity(8);
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+        let mut seen = Seen::default();
+        while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
             if seen.contains(&name) {
                 return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
             }
@@ -762,7 +842,70 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     }
 }
 
-fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<(), JwtError> {
+/// A member name, borrowed from the payload unless it has escapes. (serde's
+/// own `Cow<str>` impl always allocates: one `String` per claim.)
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(MemberNameVisitor)
+    }
+}
+
+struct MemberNameVisitor;
+
+impl<'de> Visitor<'de> for MemberNameVisitor {
+    type Value = MemberName<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Owned(v.to_owned())))
+    }
+}
+
+/// Member names read so far. The first [`Seen::INLINE`] stay on the stack,
+/// so a typical claim set is checked for duplicates without allocating.
+struct Seen<'de> {
+    inline: [Cow<'de, str>; Seen::INLINE],
+    len: usize,
+    spill: Vec<Cow<'de, str>>,
+}
+
+impl Default for Seen<'_> {
+    fn default() -> Self {
+        Seen {
+            inline: [const { Cow::Borrowed("") }; Seen::INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl<'de> Seen<'de> {
+    const INLINE: usize = 16;
+
+    fn contains(&self, name: &str) -> bool {
+        let same = |seen: &Cow<'de, str>| seen == name;
+        self.inline[..self.len].iter().any(same) || self.spill.iter().any(same)
+    }
+
+    fn push(&mut self, name: Cow<'de, str>) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = name;
+                self.len += 1;
+            }
+            None => self.spill.push(name),
+        }
+    }
+}
+
+fn check_claims(claims: &Claims<'_>, validation: &Validation, now: i64) -> Result<(), JwtError> {
     let leeway = validation.leeway;
     if let Some(exp) = claims.exp {
         // RFC 7519 §4.1.4: the token must not be accepted "on or after" exp.
@@ -782,7 +925,7 @@ fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<()
     }
     if !validation.issuers.is_empty() {
         match &claims.iss {
-            Some(iss) if validation.issuers.contains(iss) => {}
+            Some(iss) if validation.issuers.iter().any(|i| i == iss) => {}
             Some(_) => return Err(JwtError::BadIssuer),
             None => {
                 return Err(JwtError::MissingClaim {
@@ -793,7 +936,7 @@ fn check_claims(claims: &Claims, validation: &Validation, now: i64) -> Result<()
     }
     if !validation.audiences.is_empty() {
         match &claims.aud {
-            Some(aud) if aud.iter().any(|a| validation.audiences.contains(a)) => {}
+            Some(aud) if aud.any(&validation.audiences) => {}
             Some(_) => return Err(JwtError::BadAudience),
             None => {
                 return Err(JwtError::MissingClaim {

@@ -106,22 +106,39 @@ impl Upstream {
                 Either::Left(Limited::new(body, limit))
             }
         });
-        let target = match query {
-            Some(query) => format!("{}{path}?{query}", self.base_path),
-            None => format!("{}{path}", self.base_path),
+        let path_and_query = match request.uri().path_and_query() {
+            // The common case: no prefix, the path was already normal and the
+            // query is forwarded as sent. The request's own path-and-query is
+            // reused (it shares its bytes): no formatting, no copy.
+            Some(original)
+                if self.base_path.is_empty()
+                    && original.path() == path
+                    && original.query() == query =>
+            {
+                original.clone()
+            }
+            _ => {
+                let target = match query {
+                    Some(query) => format!("{}{path}?{query}", self.base_path),
+                    None => format!("{}{path}", self.base_path),
+                };
+                // From the String's own buffer: no second copy.
+                let target = Bytes::from(target);
+                PathAndQuery::from_maybe_shared(target.clone()).map_err(|_| {
+                    UpstreamError::BadTarget {
+                        upstream: self.name.clone(),
+                        target: String::from_utf8_lossy(&target).into_owned(),
+                    }
+                })?
+            }
         };
-        let path_and_query =
-            PathAndQuery::try_from(target.as_str()).map_err(|_| UpstreamError::BadTarget {
-                upstream: self.name.clone(),
-                target: target.clone(),
-            })?;
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path_and_query);
         *request.uri_mut() = Uri::from_parts(parts).map_err(|_| UpstreamError::BadTarget {
             upstream: self.name.clone(),
-            target,
+            target: path.to_owned(),
         })?;
         // Clients may speak HTTP/2; upstreams get HTTP/1.1 with a Host header.
         *request.version_mut() = Version::HTTP_11;

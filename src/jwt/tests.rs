@@ -1585,3 +1585,40 @@ fn signed_random_payloads_never_panic_and_only_yield_header_safe_identities() {
         "the generator should reach the accepting path"
     );
 }
+
+#[test]
+fn duplicate_after_many_members_is_still_a_payload_json_error() {
+    // The first 16 names are remembered on the stack, later ones on the heap;
+    // a duplicate is found on either side of that line.
+    let many: String = (0..40).map(|i| format!(r#","c{i}":{i}"#)).collect();
+    for dup in ["c3", "c30"] {
+        let payload = claims(&format!(r#"{many},"{dup}":0"#));
+        let (segment, reason) = json_error(check(&hs256(&payload)));
+        assert_eq!(segment, Segment::Payload);
+        assert!(reason.contains("duplicate"), "{dup}: {reason}");
+    }
+    assert!(check(&hs256(&claims(&many))).is_ok());
+}
+
+#[test]
+fn large_payload_beyond_the_stack_buffer_verifies() {
+    let filler = "x".repeat(3000);
+    let payload = claims(&format!(r#","blob":"{filler}""#));
+    assert!(check(&hs256(&payload)).is_ok());
+    let payload = format!(r#"{{"exp":{},"blob":"{filler}","exp":1}}"#, NOW + HOUR);
+    let (segment, _) = json_error(check(&hs256(&payload)));
+    assert_eq!(segment, Segment::Payload);
+}
+
+#[test]
+fn a_remembered_header_does_not_excuse_a_different_one() {
+    // The last accepted header segment is remembered per thread; a token with
+    // another header must be parsed and checked in full.
+    assert!(check(&hs256(&claims(""))).is_ok());
+    let crit = hs256_with_header(r#"{"alg":"HS256","crit":["exp"]}"#);
+    assert_eq!(check(&crit), Err(JwtError::Crit));
+    let none = hs256_with_header(r#"{"alg":"none"}"#);
+    assert!(matches!(check(&none), Err(JwtError::UnsupportedAlg { .. })));
+    assert!(check(&hs256(&claims(""))).is_ok());
+    assert!(check(&hs256(&claims(""))).is_ok());
+}
