@@ -531,21 +531,61 @@ fn utf8(json: &[u8], which: Segment) -> Result<&str, JwtError> {
 }
 
 /// The header members the verifier reads. Others (`typ`, `cty`, `jwk`, `jku`,
-/// `x5u`, `x5c`, …) are ignored: a token never chooses its own key.
-#[derive(Deserialize)]
+/// `x5u`, `x5c`, …) are ignored: a token never chooses its own key. Like the
+/// claims, the header may not repeat a member, known or not.
 struct Header<'a> {
-    #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(borrow, default)]
+    /// A `kid` must be a string; `null` is not "no kid".
     kid: Option<Cow<'a, str>>,
     /// Any `crit`, even `null`, is refused (RFC 7515 §4.1.11): no extension
     /// is implemented.
-    #[serde(default)]
     crit: Present,
     /// RFC 7797 unencoded payloads are not supported; only `b64: true`
     /// (the default meaning) passes.
-    #[serde(default)]
     b64: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Header<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(HeaderVisitor)
+    }
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = Header<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
+        let (mut alg, mut kid, mut crit, mut b64) = (None, None, Present::default(), None);
+        let mut seen = Seen::default();
+        while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
+            if seen.contains(&name) {
+                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
+            }
+            match &*name {
+                "alg" => alg = Some(map.next_value::<MemberName<'de>>()?.0),
+                "kid" => kid = Some(map.next_value::<MemberName<'de>>()?.0),
+                "crit" => crit = map.next_value::<Present>()?,
+                "b64" => b64 = Some(map.next_value::<bool>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            seen.push(name);
+        }
+        let alg = alg.ok_or_else(|| de::Error::missing_field("alg"))?;
+        Ok(Header {
+            alg,
+            kid,
+            crit,
+            b64,
+        })
+    }
 }
 
 /// Whether a member was present at all, whatever its value.

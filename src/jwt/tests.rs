@@ -273,10 +273,29 @@ fn token_without_kid_is_accepted_by_the_second_key_of_its_alg() {
     assert_eq!(verified.kid.as_deref(), Some("new"));
 }
 
+/// RFC 7515 §4.1.4: a kid is a string; `null` is not a way to say "none".
 #[test]
-fn kid_null_is_treated_as_no_kid() {
+fn kid_null_is_a_header_json_error() {
     let token = hs256_with_header(r#"{"alg":"HS256","kid":null}"#);
-    assert_eq!(check(&token).unwrap().kid, None);
+    assert!(matches!(
+        check(&token),
+        Err(JwtError::Json {
+            segment: Segment::Header,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn duplicate_unknown_header_member_is_a_header_json_error() {
+    let token = hs256_with_header(r#"{"alg":"HS256","typ":"JWT","typ":"x"}"#);
+    assert!(matches!(
+        check(&token),
+        Err(JwtError::Json {
+            segment: Segment::Header,
+            ..
+        })
+    ));
 }
 
 #[test]
