@@ -178,23 +178,13 @@ pub fn authorize(
     now: i64,
     measured: &mut Option<Verification>,
 ) -> Result<Option<Verified>, AuthError> {
-    if route.auth == AuthMode::None {
+    let Some(token) = token_to_check(route, token)? else {
         return Ok(None);
-    }
-    let started = Instant::now();
-    let token = match (token, route.auth) {
-        (Some(token), _) => token,
-        (None, AuthMode::Optional) => return Ok(None),
-        (None, _) => return Err(AuthError::Missing),
     };
+    let started = Instant::now();
     let mut alg = None;
     let verified = jwt::verify_reporting_alg(token, keys, validation, now, &mut alg);
-    *measured = Some(Verification {
-        alg,
-        accepted: verified.is_ok(),
-        elapsed: started.elapsed(),
-    });
-    check_roles(route, verified?).map(Some)
+    conclude(route, verified, alg, started, measured)
 }
 
 /// [`authorize`] against the live key set: JWKS sources, the refresh on an
@@ -207,17 +197,33 @@ pub async fn authorize_live(
     now: i64,
     measured: &mut Option<Verification>,
 ) -> Result<Option<Verified>, AuthError> {
-    if route.auth == AuthMode::None {
+    let Some(token) = token_to_check(route, token)? else {
         return Ok(None);
-    }
-    let started = Instant::now();
-    let token = match (token, route.auth) {
-        (Some(token), _) => token,
-        (None, AuthMode::Optional) => return Ok(None),
-        (None, _) => return Err(AuthError::Missing),
     };
+    let started = Instant::now();
     let mut alg = None;
     let verified = keys.verify(token, validation, now, &mut alg).await;
+    conclude(route, verified, alg, started, measured)
+}
+
+/// The token the route needs checked; `None`: the request goes through
+/// without identity (public route, or optional route without a token).
+fn token_to_check<'t>(route: &Route, token: Option<&'t str>) -> Result<Option<&'t str>, AuthError> {
+    match (route.auth, token) {
+        (AuthMode::None, _) | (AuthMode::Optional, None) => Ok(None),
+        (_, Some(token)) => Ok(Some(token)),
+        (AuthMode::Required, None) => Err(AuthError::Missing),
+    }
+}
+
+/// Records what verification cost, then applies the role policy.
+fn conclude(
+    route: &Route,
+    verified: Result<Verified, JwtError>,
+    alg: Option<Alg>,
+    started: Instant,
+    measured: &mut Option<Verification>,
+) -> Result<Option<Verified>, AuthError> {
     *measured = Some(Verification {
         alg,
         accepted: verified.is_ok(),
