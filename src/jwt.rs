@@ -453,15 +453,20 @@ fn select_key<'k>(
             });
         };
         let mut of_alg = named.filter(|key| key.alg == alg).peekable();
+        // A source still loading may hold another key with this kid.
         if of_alg.peek().is_none() {
-            return Err(JwtError::AlgMismatch {
-                kid: kid.to_owned(),
-                key_alg: first.alg,
-                alg,
+            return Err(match pending {
+                0 => JwtError::AlgMismatch {
+                    kid: kid.to_owned(),
+                    key_alg: first.alg,
+                    alg,
+                },
+                _ => unavailable(),
             });
         }
         return match of_alg.find(|key| key.verify(signing_input.as_bytes(), signature)) {
             Some(key) => Ok(key),
+            None if pending > 0 => Err(unavailable()),
             None => Err(JwtError::BadSignature),
         };
     }

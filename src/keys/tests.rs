@@ -54,6 +54,10 @@ fn a3_key() -> Key {
     Key::ec(None, Alg::ES256, &b64d(A3_X), &b64d(A3_Y)).unwrap()
 }
 
+fn a3_key_with_kid(kid: &str) -> Key {
+    Key::ec(Some(kid.into()), Alg::ES256, &b64d(A3_X), &b64d(A3_Y)).unwrap()
+}
+
 fn split_signature(token: &str) -> (&str, Vec<u8>) {
     let (input, sig) = token.rsplit_once('.').unwrap();
     (input, b64d(sig))
@@ -451,6 +455,31 @@ fn unknown_kid_while_a_source_is_pending_is_unavailable_not_invalid() {
     );
     // The RFC token (no kid) still verifies with the loaded key.
     assert!(jwt::verify(A3_TOKEN, &keys, &rfc_validation(), RFC_EXP - 1).is_ok());
+}
+
+#[test]
+fn known_kid_that_fails_while_a_source_is_pending_is_unavailable_not_invalid() {
+    // A loaded source reuses kid "k" for another key; the pending source may
+    // hold the real one, so neither a wrong signature nor a wrong algorithm
+    // under that kid may decide the token yet.
+    let other = Key::hmac(
+        Some("k".into()),
+        Alg::HS256,
+        b"an HS256 secret of 32 bytes ....",
+    )
+    .unwrap();
+    let keys = KeySet::from_shared(vec![Arc::new(a3_key_with_kid("k")), Arc::new(other)], 1, 0);
+    let header = b64(r#"{"alg":"ES256","kid":"k"}"#);
+    let token = A3_TOKEN.replacen("eyJhbGciOiJFUzI1NiJ9", &header, 1);
+    assert_eq!(
+        jwt::verify(&token, &keys, &rfc_validation(), RFC_EXP - 1),
+        Err(JwtError::KeysUnavailable { pending: 1 })
+    );
+    let loaded = KeySet::from_shared(vec![Arc::new(a3_key_with_kid("k"))], 0, 0);
+    assert_eq!(
+        jwt::verify(&token, &loaded, &rfc_validation(), RFC_EXP - 1),
+        Err(JwtError::BadSignature)
+    );
 }
 
 #[test]
