@@ -608,22 +608,8 @@ fn validate_jwt(
             Some(alg) => Some(parse_alg(alg, &at("alg"))?),
             None => None,
         };
-        // Below a second, refresh and cooldown stop limiting fetches at all.
-        let at_least_a_second = |raw: Option<Spanned<String>>, field: &str, default| {
-            let span = raw.as_ref().map(Spanned::span);
-            let value = duration_or(raw, &at(field), default)?;
-            match value < Duration::from_secs(1) {
-                true => Err(Invalid {
-                    span,
-                    key: at(field),
-                    message: "must be at least 1s: it bounds how often the key set is fetched"
-                        .to_owned(),
-                }),
-                false => Ok(value),
-            }
-        };
-        let refresh = at_least_a_second(raw_source.refresh, "refresh", 300)?;
-        let cooldown = at_least_a_second(raw_source.cooldown, "cooldown", 30)?;
+        let refresh = duration_or(raw_source.refresh, &at("refresh"), 300)?;
+        let cooldown = duration_or(raw_source.cooldown, &at("cooldown"), 30)?;
         let location = match (raw_source.file, raw_source.url) {
             (Some(path), None) => {
                 if let Some(ca) = &raw_source.ca_file {
@@ -1156,28 +1142,6 @@ url = "http://127.0.0.1:8080"
     fn bad_listen_address_is_named() {
         let err = error(&BASE.replace("127.0.0.1:8443", "localhost"));
         assert!(err.starts_with("test.toml:3: server.listen: "), "{err}");
-    }
-
-    #[test]
-    fn jwks_refresh_and_cooldown_below_a_second_are_refused() {
-        let dir = std::env::temp_dir().join(format!("jwtgate-jwks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("jwks.json");
-        std::fs::write(&file, r#"{"keys":[]}"#).unwrap();
-        for field in ["refresh", "cooldown"] {
-            let text = BASE.replace(
-                "[[upstream]]",
-                &format!(
-                    "[[jwt.jwks]]\nfile = {:?}\n{field} = \"0s\"\n\n[[upstream]]",
-                    file.display().to_string()
-                ),
-            ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
-            let err = error(&text);
-            assert!(
-                err.contains(&format!("jwt.jwks[0].{field}: must be at least 1s")),
-                "{err}"
-            );
-        }
     }
 
     #[test]
