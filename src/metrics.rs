@@ -375,38 +375,26 @@ impl Metrics {
             h.render(&mut out, "jwtgate_upstream_seconds", &labels);
         }
 
-        header(
+        scalar(
             &mut out,
             "jwtgate_requests_in_flight",
             "gauge",
             "Requests being handled now.",
+            self.in_flight.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "jwtgate_requests_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        header(
+        scalar(
             &mut out,
             "jwtgate_connections_open",
             "gauge",
             "Client connections open now (TLS handshake included).",
+            self.connections.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "jwtgate_connections_open {}",
-            self.connections.load(Ordering::Relaxed)
-        );
-        header(
+        scalar(
             &mut out,
             "jwtgate_connections_total",
             "counter",
             "Client connections accepted.",
-        );
-        let _ = writeln!(
-            out,
-            "jwtgate_connections_total {}",
-            self.connections_total.load(Ordering::Relaxed)
+            self.connections_total.load(Ordering::Relaxed),
         );
         if let Some(stats) = self.verified_cache.get() {
             let stats = stats();
@@ -449,6 +437,12 @@ impl Metrics {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled value.
+fn scalar(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Label values escape `\`, `"` and newline (exposition format spec).

@@ -337,11 +337,10 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     assert!(status.success(), "openssl {args:?}");
 }
 
-#[test]
-fn token_minted_with_a_pem_private_key_verifies_with_its_public_key_and_a_jwks_file() {
-    let dir = scratch("pem-mint");
+/// A fresh P-256 private key in `dir/name` (SEC1 PEM).
+fn p256_key(dir: &std::path::Path, name: &str) {
     openssl(
-        &dir,
+        dir,
         &[
             "genpkey",
             "-algorithm",
@@ -349,9 +348,15 @@ fn token_minted_with_a_pem_private_key_verifies_with_its_public_key_and_a_jwks_f
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-out",
-            "ec.key",
+            name,
         ],
     );
+}
+
+#[test]
+fn token_minted_with_a_pem_private_key_verifies_with_its_public_key_and_a_jwks_file() {
+    let dir = scratch("pem-mint");
+    p256_key(&dir, "ec.key");
     openssl(
         &dir,
         &[
@@ -422,18 +427,7 @@ fn token_minted_with_a_pem_private_key_verifies_with_its_public_key_and_a_jwks_f
     );
 
     // A token signed by another key fails against that JWKS, exit 1.
-    openssl(
-        &dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "other.key",
-        ],
-    );
+    p256_key(&dir, "other.key");
     openssl(
         &dir,
         &[
