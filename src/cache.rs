@@ -136,6 +136,8 @@ mod tests {
             user: Some("42".into()),
             roles: vec![],
             exp: Some(100),
+            iat: None,
+            jti: None,
         }
     }
 

@@ -152,6 +152,10 @@ pub struct Verified {
     /// The roles, each a header-safe string without commas.
     pub roles: Vec<String>,
     pub exp: Option<i64>,
+    /// `iat`, for revocations of a subject's tokens issued before a time.
+    pub iat: Option<i64>,
+    /// `jti` (RFC 7519 §4.1.7), for revoking one token.
+    pub jti: Option<String>,
 }
 
 /// Which part of a token a problem was found in.
@@ -353,6 +357,8 @@ pub fn verify_reporting_alg(
         user: claims.user,
         roles: claims.roles,
         exp: claims.exp,
+        iat: claims.iat,
+        jti: claims.jti,
     })
 }
 
@@ -614,6 +620,7 @@ struct Claims<'a> {
     aud: Option<Audience<'a>>,
     user: Option<String>,
     roles: Vec<String>,
+    jti: Option<String>,
 }
 
 /// RFC 7519 §4.1.3: one string or an array of strings.
@@ -644,6 +651,7 @@ struct RawClaims<'a> {
     aud: Option<Json<'a>>,
     user: Option<Json<'a>>,
     role: Option<Json<'a>>,
+    jti: Option<Json<'a>>,
     /// Bit i set: `validation.required[i]` was present.
     present: u64,
 }
@@ -691,6 +699,13 @@ fn parse_claims<'a>(json: &'a [u8], validation: &Validation) -> Result<Claims<'a
             Some(v) => roles(&validation.role_claim, v)?,
             None => Vec::new(),
         },
+        jti: raw
+            .jti
+            .map(|v| match v {
+                Json::Str(s) => Ok(s.into_owned()),
+                _ => Err(invalid("jti", NOT_A_STRING)),
+            })
+            .transpose()?,
     })
 }
 
@@ -873,6 +888,7 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
                     "iat" => &mut raw.iat,
                     "iss" => &mut raw.iss,
                     "aud" => &mut raw.aud,
+                    "jti" => &mut raw.jti,
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                         seen.push(name);

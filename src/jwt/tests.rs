@@ -154,6 +154,8 @@ fn rfc7515_a1_token_is_accepted_one_second_before_exp() {
             user: None,
             roles: Vec::new(),
             exp: Some(A1_EXP),
+            iat: None,
+            jti: None,
         }
     );
 }
@@ -199,6 +201,8 @@ fn hs256_token_is_accepted_and_carries_its_identity() {
             user: Some("alice".to_owned()),
             roles: vec!["admin".to_owned()],
             exp: Some(NOW + HOUR),
+            iat: None,
+            jti: None,
         })
     );
 }
@@ -1640,4 +1644,20 @@ fn a_remembered_header_does_not_excuse_a_different_one() {
     assert!(matches!(check(&none), Err(JwtError::UnsupportedAlg { .. })));
     assert!(check(&hs256(&claims(""))).is_ok());
     assert!(check(&hs256(&claims(""))).is_ok());
+}
+
+#[test]
+fn jti_and_iat_are_carried_for_revocation_checks() {
+    let token = hs256(&claims(&format!(r#","jti":"t-1","iat":{}"#, NOW - 60)));
+    let verified = check(&token).unwrap();
+    assert_eq!(verified.jti.as_deref(), Some("t-1"));
+    assert_eq!(verified.iat, Some(NOW - 60));
+    let numeric_jti = hs256(&claims(r#","jti":7"#));
+    assert_eq!(
+        check(&numeric_jti),
+        Err(JwtError::InvalidClaim {
+            claim: "jti".to_owned(),
+            problem: "is not a string"
+        })
+    );
 }
