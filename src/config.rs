@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, Validation};
 use crate::keys::{Key, KeyError, KeySet};
+use crate::revocation::Revocations;
 use crate::routes::{AuthMode, Route, RouteTable};
 
 /// A validated configuration. Nothing after start-up reads a raw string.
@@ -38,6 +39,18 @@ pub struct Config {
     /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
     pub token_query_param: Option<String>,
     pub log: Log,
+    /// `[reload] watch` / `watch_interval`: how often the config file and
+    /// the files it names are checked for changes; `None`: only SIGHUP
+    /// reloads. Defaults to every second.
+    pub watch: Option<Duration>,
+    /// `[revocation] file`, if configured.
+    pub revocation_file: Option<PathBuf>,
+    /// The revocation list read from it (empty without one).
+    pub revocations: Revocations,
+    /// Every file this config was built from besides the config itself
+    /// (certificate, key files, JWKS files, revocation list): a change to
+    /// any of them triggers a reload.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[log]`: where the access log and the rest go (stderr) and how.
@@ -188,14 +201,18 @@ impl Config {
                 message: err.message().trim().to_owned(),
             })
         })?;
-        validate(raw, env).map_err(located)
+        let mut config = validate(raw, env).map_err(located)?;
+        if let Some(path) = &config.revocation_file {
+            config.revocations = Revocations::load(path)?;
+        }
+        Ok(config)
     }
 }
 
 /// The dotted key path at `offset`, for errors the TOML parser reports
 /// without one: the innermost table header above it (`[[route]]` counted
 /// into `route[2]`) and the key the offset's line assigns, if any.
-fn key_path_at(text: &str, offset: usize) -> String {
+pub(crate) fn key_path_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let mut table = String::new();
     let mut counts: Vec<(String, usize)> = Vec::new();
@@ -239,7 +256,7 @@ fn key_path_at(text: &str, offset: usize) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
     text.as_bytes()[..offset]
         .iter()
@@ -260,6 +277,21 @@ struct RawConfig {
     upstream: Vec<RawUpstream>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    revocation: Option<RawRevocation>,
+    reload: Option<RawReload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch: Option<bool>,
+    watch_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +389,8 @@ struct RawRoute {
 }
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
+    let revocation_file = raw.revocation.as_ref().map(|r| r.file.clone());
+    let files = watched_files(&raw, revocation_file.as_deref());
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
     let verified_cache = raw
@@ -395,7 +429,28 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         });
     }
     let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
+    let watch = match raw.reload {
+        Some(RawReload {
+            watch: Some(false), ..
+        }) => None,
+        Some(RawReload {
+            watch_interval: Some(interval),
+            ..
+        }) => {
+            let every = duration_or(Some(interval.clone()), "reload.watch_interval", 1)?;
+            if every < Duration::from_millis(100) {
+                return Err(invalid(
+                    &interval,
+                    "reload.watch_interval",
+                    "must be at least 100ms",
+                ));
+            }
+            Some(every)
+        }
+        _ => Some(Duration::from_secs(1)),
+    };
     Ok(Config {
+        watch,
         log,
         server,
         admin,
@@ -406,7 +461,26 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         upstreams,
         routes,
         token_query_param,
+        revocation_file,
+        revocations: Revocations::default(),
+        files,
     })
+}
+
+fn watched_files(raw: &RawConfig, revocation: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = vec![raw.server.tls_cert.clone(), raw.server.tls_key.clone()];
+    for key in &raw.jwt.keys {
+        let key = key.get_ref();
+        let paths = [&key.secret_file, &key.public_key_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    for source in &raw.jwt.jwks {
+        let source = source.get_ref();
+        let paths = [&source.file, &source.ca_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    files.extend(revocation.map(Path::to_path_buf));
+    files
 }
 
 fn validate_server(raw: RawServer) -> Result<Server, Invalid> {

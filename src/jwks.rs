@@ -299,6 +299,11 @@ impl Keyring {
         self.current.load()
     }
 
+    /// The flag set once every key source has loaded.
+    pub fn ready_flag(&self) -> &ReadyFlag {
+        &self.ready
+    }
+
     /// True once every key source has loaded at least once (`/readyz`).
     pub fn ready(&self) -> bool {
         self.loaded_all.load(Ordering::Acquire)

@@ -13,6 +13,7 @@ use jwtgate::config::{self, Config};
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
+use jwtgate::reload::{Live, Reloader};
 use jwtgate::server::{self, Limits};
 use jwtgate::{admin, demo, explain, jwks, tls, token};
 
@@ -262,8 +263,14 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             ),
             None => None,
         };
-        tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), "jwtgate serving HTTPS");
-        let gateway = Arc::new(Gateway::new(config));
+        tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), revocations = config.revocations.len(), "jwtgate serving HTTPS");
+        let watch = config.watch;
+        let reloader_config = Reloader::fixed_settings(&config);
+        let live = Arc::new(Live::new(Gateway::new(config), tls));
+        let gateway = live.gateway();
+        gateway.metrics().config_loaded(unix_now());
+        let reloader = Arc::new(Reloader::new(path, live.clone(), reloader_config));
+        let reloads = tokio::spawn(reloader.run(watch));
         // One signal stops both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -284,7 +291,9 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
                 until_stopped(stopped.clone()),
             ))
         });
-        server::serve(listener, tls, gateway, Limits::from(&server), until_stopped(stopped)).await;
+        drop(gateway);
+        server::serve(listener, live, Limits::from(&server), until_stopped(stopped)).await;
+        reloads.abort();
         if let Some(admin) = admin {
             let _ = admin.await;
         }
