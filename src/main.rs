@@ -372,6 +372,17 @@ fn print_routes(config: &Config) {
             route.prefix, methods, auth, roles, upstream.name, upstream.url
         );
     }
+    if let Some(file) = &config.revocation_file {
+        println!(
+            "revocation list: {} ({} entries)",
+            file.display(),
+            config.revocations.len()
+        );
+    }
+    match config.watch {
+        Some(every) => println!("reload: on SIGHUP and on file changes (checked every {every:?})"),
+        None => println!("reload: on SIGHUP"),
+    }
 }
 
 fn load_key(

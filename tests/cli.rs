@@ -197,9 +197,18 @@ fn check_prints_the_route_table_longest_prefix_first() {
     let prefixes: Vec<&str> = text
         .lines()
         .skip(1)
+        .filter(|l| l.starts_with('/'))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(prefixes, ["/public", "/admin", "/"]);
+    assert!(
+        text.contains("revocation list: config/revoked.toml (0 entries)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reload: on SIGHUP and on file changes (checked every 1s)"),
+        "{text}"
+    );
 }
 
 /// `jwtgate serve` on the example config, in `dir`, proxying to `upstream`.
@@ -463,6 +472,43 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
         "{text}"
     );
     assert!(text.contains("decision: forward to the upstream"), "{text}");
+
+    // The same token, revoked by its jti.
+    let dir = scratch("explain");
+    std::fs::write(
+        dir.join("jwtgate.toml"),
+        include_str!("../config/jwtgate.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config/revoked.toml"),
+        "[[revoke]]\njti = \"stolen\"\n",
+    )
+    .unwrap();
+    let stolen = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "role": "user", "iss": "https://login.example.com",
+            "aud": "orders-api", "jti": "stolen", "exp": jwtgate::gateway::unix_now() + 60}),
+    );
+    let revoked = jwtgate(
+        &[
+            "explain",
+            "--config",
+            "jwtgate.toml",
+            "--token",
+            &stolen,
+            "GET",
+            "/orders",
+        ],
+        &dir,
+    );
+    let text = String::from_utf8_lossy(&revoked.stdout);
+    assert!(
+        text.contains("authorization: refused: revoked: token id is revoked"),
+        "{text}"
+    );
+    assert!(text.contains("decision: answer 401 Unauthorized"), "{text}");
 }
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
