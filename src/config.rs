@@ -433,21 +433,13 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         Some(RawReload {
             watch: Some(false), ..
         }) => None,
-        Some(RawReload {
-            watch_interval: Some(interval),
-            ..
-        }) => {
-            let every = duration_or(Some(interval.clone()), "reload.watch_interval", 1)?;
-            if every < Duration::from_millis(100) {
-                return Err(invalid(
-                    &interval,
-                    "reload.watch_interval",
-                    "must be at least 100ms",
-                ));
-            }
-            Some(every)
-        }
-        _ => Some(Duration::from_secs(1)),
+        Some(RawReload { watch_interval, .. }) => Some(duration_at_least(
+            watch_interval,
+            "reload.watch_interval",
+            1,
+            100 * MILLISECOND,
+        )?),
+        None => Some(SECOND),
     };
     Ok(Config {
         watch,
@@ -682,8 +674,11 @@ fn validate_jwt(
             Some(alg) => Some(parse_alg(alg, &at("alg"))?),
             None => None,
         };
-        let refresh = duration_or(raw_source.refresh, &at("refresh"), 300)?;
-        let cooldown = duration_or(raw_source.cooldown, &at("cooldown"), 30)?;
+        // Floors keep "0s" from turning refreshes into a hot loop against
+        // the identity provider (an unknown-kid flood fetches once per cooldown).
+        let refresh = duration_at_least(raw_source.refresh, &at("refresh"), 300, SECOND)?;
+        let cooldown =
+            duration_at_least(raw_source.cooldown, &at("cooldown"), 30, 100 * MILLISECOND)?;
         let location = match (raw_source.file, raw_source.url) {
             (Some(path), None) => {
                 if let Some(ca) = &raw_source.ca_file {
@@ -1020,6 +1015,35 @@ fn route_prefix(path: &str) -> Result<String, String> {
     }
 }
 
+const SECOND: Duration = Duration::from_secs(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
+
+/// [`duration_or`], refusing values below `min`.
+fn duration_at_least(
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default_secs: u64,
+    min: Duration,
+) -> Result<Duration, Invalid> {
+    let span = raw.as_ref().map(Spanned::span);
+    let value = duration_or(raw, key, default_secs)?;
+    if value < min {
+        return Err(Invalid {
+            span,
+            key: key.to_owned(),
+            message: format!("must be at least {}", humanize(min)),
+        });
+    }
+    Ok(value)
+}
+
+fn humanize(duration: Duration) -> String {
+    match duration.subsec_millis() {
+        0 => format!("{}s", duration.as_secs()),
+        _ => format!("{}ms", duration.as_millis()),
+    }
+}
+
 fn duration_or(
     raw: Option<Spanned<String>>,
     key: &str,
@@ -1080,6 +1104,8 @@ secret_env = "SECRET"
 name = "app"
 url = "http://127.0.0.1:8080"
 "#;
+
+    const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
 
     fn error(text: &str) -> String {
         match parse(text) {
@@ -1165,6 +1191,53 @@ url = "http://127.0.0.1:8080"
         let err = error(&text);
         assert!(err.starts_with("test.toml:13: jwt.jwks[0].url: "), "{err}");
         assert!(err.contains("is not an https:// URL"), "{err}");
+    }
+
+    #[test]
+    fn jwks_refresh_and_cooldown_have_floors() {
+        let source = |refresh: &str, cooldown: &str| {
+            format!(
+                "{BASE}[[jwt.jwks]]\nurl = \"https://idp/jwks\"\nrefresh = \"{refresh}\"\ncooldown = \"{cooldown}\"\n{ROUTE}"
+            )
+        };
+        assert_eq!(
+            error(&source("0s", "30s")),
+            "test.toml:14: jwt.jwks[0].refresh: must be at least 1s"
+        );
+        assert_eq!(
+            error(&source("5m", "0s")),
+            "test.toml:15: jwt.jwks[0].cooldown: must be at least 100ms"
+        );
+        assert!(parse(&source("1s", "100ms")).is_ok());
+    }
+
+    #[test]
+    fn reload_watches_every_second_unless_told_otherwise() {
+        let base = format!("{BASE}{ROUTE}");
+        assert_eq!(parse(&base).unwrap().watch, Some(Duration::from_secs(1)));
+        let off = format!("{BASE}[reload]\nwatch = false\nwatch_interval = \"5s\"\n{ROUTE}");
+        assert_eq!(parse(&off).unwrap().watch, None);
+        let fast = format!("{BASE}[reload]\nwatch_interval = \"250ms\"\n{ROUTE}");
+        assert_eq!(
+            parse(&fast).unwrap().watch,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            error(&format!(
+                "{BASE}[reload]\nwatch_interval = \"10ms\"\n{ROUTE}"
+            )),
+            "test.toml:13: reload.watch_interval: must be at least 100ms"
+        );
+    }
+
+    #[test]
+    fn revocation_file_errors_name_that_file() {
+        let text = format!("{BASE}[revocation]\nfile = \"/nonexistent/revoked.toml\"\n{ROUTE}");
+        let err = error(&text);
+        assert!(
+            err.starts_with("/nonexistent/revoked.toml: cannot read: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -402,9 +402,11 @@ impl Keyring {
             *alg_seen = Some(verified.alg);
             return Ok(verified);
         }
-        let verified = self
-            .verify_uncached(token, validation, now, alg_seen)
-            .await?;
+        let verified = self.verify_uncached(token, validation, now, alg_seen).await;
+        if alg_seen.is_some_and(|alg| !alg.is_hmac()) {
+            self.cache.count_miss();
+        }
+        let verified = verified?;
         if let (false, Some(exp)) = (verified.alg.is_hmac(), verified.exp) {
             // The verifier refuses from exp + leeway on; so does the cache.
             let dies_at = exp.saturating_add(validation.leeway);

@@ -423,6 +423,11 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     println!("header: {}", pretty(&header));
     println!("claims: {}", pretty(&claims));
+    for name in token::duplicate_members(token) {
+        println!(
+            "warning: {name:?} appears more than once (shown: the last copy); the gateway refuses this token"
+        );
+    }
     let now = unix_now();
     if let Some(exp) = claims
         .get("exp")

@@ -157,6 +157,22 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
         "{text}"
     );
     assert!(text.contains("expires: in "), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+
+    // A duplicated claim: shown, with a warning that the gateway refuses it.
+    let (header, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r#"{"sub":"42","role":"user","role":"admin"}"#,
+    );
+    let doubled = format!("{header}.{payload}.{signature}");
+    let inspect = jwtgate(&["token", "inspect", &doubled], &dir);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("warning: \"role\" appears more than once (shown: the last copy); the gateway refuses this token"),
+        "{text}"
+    );
 
     let verified = jwtgate(
         &["token", "inspect", &token, "--secret-env", "JWTGATE_SECRET"],
