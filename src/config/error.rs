@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 /// A configuration error: `file:line: key: message`.
@@ -29,6 +31,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// An error in `file` (whose contents are `text`) at byte `span`.
+    pub(crate) fn at(
+        file: &str,
+        text: &str,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            line: span.map(|span| line_of(text, span.start)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A config file's text; errors name the file as `path` displays.
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|err| ConfigError {
+        file: path.display().to_string(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {err}"),
+    })
+}
+
+/// Parses TOML text, locating a parser error by line and key path.
+pub(crate) fn parse_toml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|err| {
+        let key = err
+            .span()
+            .map(|span| key_path_at(text, span.start))
+            .unwrap_or_default();
+        ConfigError::at(file, text, err.span(), key, err.message().trim())
+    })
+}
+
 /// A validation error before the file name is known.
 pub(super) struct Invalid {
     pub(super) span: Option<Range<usize>>,
@@ -51,7 +92,7 @@ pub(super) fn invalid<T>(
 /// The dotted key path at `offset`, for errors the TOML parser reports
 /// without one: the innermost table header above it (`[[route]]` counted
 /// into `route[2]`) and the key the offset's line assigns, if any.
-pub(crate) fn key_path_at(text: &str, offset: usize) -> String {
+fn key_path_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let mut table = String::new();
     let mut counts: Vec<(String, usize)> = Vec::new();

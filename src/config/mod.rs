@@ -25,7 +25,7 @@ use crate::routes::{AuthMode, RouteTable};
 
 pub use duration::parse_duration;
 pub use error::ConfigError;
-pub(crate) use error::{key_path_at, line_of};
+pub(crate) use error::{parse_toml, read_text};
 
 use duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use error::{Invalid, invalid};
@@ -142,14 +142,10 @@ pub struct Upstream {
 impl Config {
     /// Reads and validates a config file; secrets come from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
-            file: file.clone(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read: {err}"),
-        })?;
-        Config::from_toml_str(&text, &file, &|name| std::env::var(name).ok())
+        let text = error::read_text(path)?;
+        Config::from_toml_str(&text, &path.display().to_string(), &|name| {
+            std::env::var(name).ok()
+        })
     }
 
     /// Validates config text. `file` names it in errors; `env` looks up the
@@ -159,23 +155,10 @@ impl Config {
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let located = |invalid: Invalid| ConfigError {
-            file: file.to_owned(),
-            line: invalid.span.map(|span| line_of(text, span.start)),
-            key: invalid.key,
-            message: invalid.message,
+        let located = |invalid: Invalid| {
+            ConfigError::at(file, text, invalid.span, invalid.key, invalid.message)
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|err| {
-            let key = err
-                .span()
-                .map(|span| key_path_at(text, span.start))
-                .unwrap_or_default();
-            located(Invalid {
-                span: err.span(),
-                key,
-                message: err.message().trim().to_owned(),
-            })
-        })?;
+        let raw: RawConfig = error::parse_toml(text, file)?;
         let mut config = validate(raw, env).map_err(located)?;
         if let Some(path) = &config.revocation_file {
             config.revocations = Revocations::load(path)?;
