@@ -30,6 +30,8 @@ pub struct Gateway {
     revocations: Revocations,
     /// The files besides the config file this gateway was built from.
     files: Vec<std::path::PathBuf>,
+    /// `[reload]`: how often those files are checked; `None`: SIGHUP only.
+    watch: Option<Duration>,
     upstreams: Vec<Upstream>,
     token_query_param: Option<String>,
     limits: RequestLimits,
@@ -99,7 +101,13 @@ impl Gateway {
     pub fn new(config: Config) -> Gateway {
         let readiness = Arc::new(Readiness::default());
         let serving = readiness.check("serving");
-        let gateway = Gateway::build(config, Arc::new(Metrics::default()), readiness, serving);
+        let gateway = Gateway::build(
+            config,
+            Arc::new(Metrics::default()),
+            readiness,
+            serving,
+            None,
+        );
         gateway.take_over();
         gateway
     }
@@ -114,6 +122,7 @@ impl Gateway {
             previous.metrics.clone(),
             previous.readiness.clone(),
             previous.serving.clone(),
+            Some(&previous.keys),
         )
     }
 
@@ -122,6 +131,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         serving: ReadyFlag,
+        previous_keys: Option<&Keyring>,
     ) -> Gateway {
         let route_labels: Vec<String> = config
             .routes
@@ -136,6 +146,9 @@ impl Gateway {
             ReadyFlag::default(),
             config.verified_cache,
         );
+        if let Some(previous) = previous_keys {
+            keys.inherit(previous);
+        }
         keys.spawn_refresh();
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
@@ -145,6 +158,7 @@ impl Gateway {
             validation: config.validation,
             revocations: config.revocations,
             files: config.files,
+            watch: config.watch,
             server_timing: config.server.server_timing,
             metrics,
             serving,
@@ -179,6 +193,11 @@ impl Gateway {
     /// (certificate, keys, JWKS files, revocation list).
     pub fn files(&self) -> &[std::path::PathBuf] {
         &self.files
+    }
+
+    /// How often the config's files are checked for changes (`None`: not).
+    pub fn watch(&self) -> Option<Duration> {
+        self.watch
     }
 
     /// True once every key source has loaded at least once; until then

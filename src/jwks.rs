@@ -215,6 +215,23 @@ struct Remote {
     fetching: tokio::sync::Mutex<Option<Instant>>,
 }
 
+impl Remote {
+    /// When the last fetch started (`None`: never, or one is running now).
+    fn last_fetch(&self) -> Option<Instant> {
+        self.fetching.try_lock().ok().and_then(|last| *last)
+    }
+
+    fn same_source(&self, other: &Remote) -> bool {
+        let url = |r: &Remote| match &r.source.location {
+            Location::Url { url, .. } => Some(url.clone()),
+            Location::File(_) => None,
+        };
+        url(self) == url(other)
+            && self.source.issuer == other.source.issuer
+            && self.source.default_alg == other.source.default_alg
+    }
+}
+
 /// The live key set and everything that keeps it fresh.
 pub struct Keyring {
     current: ArcSwap<KeySet>,
@@ -273,25 +290,61 @@ impl Keyring {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        for index in 0..self.remotes.len() {
+        for (index, remote) in self.remotes.iter().enumerate() {
+            // A source inherited from the config before a reload is due
+            // when its refresh period since the last fetch is over.
+            let mut wait = remote.last_fetch().map_or(Duration::ZERO, |at| {
+                remote.source.refresh.saturating_sub(at.elapsed())
+            });
             let ring = Arc::downgrade(self);
             runtime.spawn(async move {
                 loop {
+                    tokio::time::sleep(wait).await;
                     // Holding only a weak reference lets the keyring (and
                     // this task) go away with the gateway.
                     let Some(ring) = ring.upgrade() else { return };
                     let ok = ring.fetch(index, Duration::ZERO).await;
                     let remote = &ring.remotes[index];
-                    let wait = if ok {
+                    wait = if ok {
                         remote.source.refresh
                     } else {
                         remote.source.cooldown.max(Duration::from_millis(200))
                     };
-                    drop(ring);
-                    tokio::time::sleep(wait).await;
                 }
             });
         }
+    }
+
+    /// Takes over the keys (and fetch times) of `previous`'s sources that
+    /// this keyring has too (same URL, issuer and default algorithm), so a
+    /// reload neither waits for nor depends on the identity provider: a
+    /// reload that only revokes a token works while the IdP is down.
+    pub fn inherit(&self, previous: &Keyring) {
+        for remote in &self.remotes {
+            let Some(old) = previous.remotes.iter().find(|old| old.same_source(remote)) else {
+                continue;
+            };
+            let keys = old.keys.lock().ok().and_then(|keys| keys.clone());
+            if let (Some(keys), Ok(mut slot)) = (keys, remote.keys.lock()) {
+                *slot = Some(keys);
+            }
+            if let (Some(at), Ok(mut last)) = (old.last_fetch(), remote.fetching.try_lock()) {
+                *last = Some(at);
+            }
+        }
+        self.publish();
+    }
+
+    /// The URLs of sources that have never loaded.
+    pub fn pending_urls(&self) -> Vec<String> {
+        self.remotes
+            .iter()
+            .filter(|r| r.keys.lock().map_or(true, |k| k.is_none()))
+            .filter_map(|r| match &r.source.location {
+                Location::Url { url, .. } => Some(url.to_string()),
+                Location::File(_) => None,
+            })
+            .collect()
     }
 
     /// The keys in force now. Lock-free: one atomic load.

@@ -131,6 +131,9 @@ struct OptionalKeyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Serve { .. } = cli.command {
+        catch_hangup_early();
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(message) => {
@@ -264,22 +267,15 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             None => None,
         };
         tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), revocations = config.revocations.len(), "jwtgate serving HTTPS");
-        let watch = config.watch;
         let reloader_config = Reloader::fixed_settings(&config);
         let live = Arc::new(Live::new(Gateway::new(config), tls));
         let gateway = live.gateway();
         gateway.metrics().config_loaded(unix_now());
         let reloader = Arc::new(Reloader::new(path, live.clone(), reloader_config));
-        let reloads = tokio::spawn(reloader.run(watch));
-        // One signal stops both listeners.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        });
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let reloads = tokio::spawn(reloader.run());
+        // The admin listener outlives the drain: /readyz says "not ready"
+        // while connections drain, and /metrics shows them.
+        let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
         let admin = admin_listener.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listen = %addr, "admin listener serving /metrics, /healthz, /readyz");
@@ -288,17 +284,36 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
                 listener,
                 gateway.metrics().clone(),
                 gateway.readiness().clone(),
-                until_stopped(stopped.clone()),
+                async {
+                    let _ = admin_stop.await;
+                },
             ))
         });
         drop(gateway);
-        server::serve(listener, live, Limits::from(&server), until_stopped(stopped)).await;
+        server::serve(listener, live, Limits::from(&server), shutdown_signal()).await;
         reloads.abort();
+        let _ = drained.send(());
         if let Some(admin) = admin {
             let _ = admin.await;
         }
         Ok(())
     })
+}
+
+/// SIGHUP's default action ends the process, and the reloader only listens
+/// once the config is loaded and the runtime runs. Registering tokio's
+/// handler first replaces that action for the life of the process, so a
+/// reload requested during start-up is never fatal.
+fn catch_hangup_early() {
+    #[cfg(unix)]
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        runtime.block_on(async {
+            let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        });
+    }
 }
 
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {

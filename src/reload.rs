@@ -49,13 +49,18 @@ impl Live {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{config}: {source}")]
+    #[error("{config}: server.tls_cert, server.tls_key: {source}")]
     Tls { config: String, source: TlsError },
     #[error(
-        "{config}: a JWKS source did not load within {}s; keeping the running config",
+        "{config}: jwt.jwks: {} did not load within {}s (see the JWKS warning above)",
+        urls.join(", "),
         wait.as_secs()
     )]
-    KeysUnavailable { config: String, wait: Duration },
+    KeysUnavailable {
+        config: String,
+        urls: Vec<String>,
+        wait: Duration,
+    },
 }
 
 /// What a successful reload put in force.
@@ -78,6 +83,8 @@ pub struct Reloader {
     /// The watched files as last read; also one reload at a time (SIGHUP
     /// and the file watcher may race).
     seen: tokio::sync::Mutex<Fingerprint>,
+    /// Files named by the last config that was refused.
+    attempted: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Reloader {
@@ -90,6 +97,7 @@ impl Reloader {
             started: started.0,
             key_wait: Duration::from_secs(10),
             seen: tokio::sync::Mutex::new(Fingerprint(Vec::new())),
+            attempted: std::sync::Mutex::new(Vec::new()),
         };
         *reloader.seen.get_mut() = Fingerprint::of(&reloader.watched_files());
         reloader
@@ -106,10 +114,14 @@ impl Reloader {
         // Taken before reading: an edit made while loading triggers another reload.
         *seen = Fingerprint::of(&self.watched_files());
         let result = self.build().await;
-        if result.is_ok() {
-            // The new config may name other files.
-            *seen = Fingerprint::of(&self.watched_files());
+        if let Ok(mut attempted) = self.attempted.lock() {
+            *attempted = match result {
+                Ok(_) => Vec::new(),
+                Err(_) => crate::config::files_named(&self.path),
+            };
         }
+        // The new (or refused) config may name other files.
+        *seen = Fingerprint::of(&self.watched_files());
         let metrics = self.live.gateway().metrics().clone();
         match &result {
             Ok(_) => metrics.count_reload(Some(unix_now())),
@@ -140,6 +152,7 @@ impl Reloader {
         if waited.await.is_err() {
             return Err(ReloadError::KeysUnavailable {
                 config: file,
+                urls: gateway.keyring().pending_urls(),
                 wait: self.key_wait,
             });
         }
@@ -166,7 +179,7 @@ impl Reloader {
                 );
                 if !done.needs_restart.is_empty() {
                     tracing::warn!(
-                        settings = ?done.needs_restart,
+                        settings = %done.needs_restart.join(", "),
                         "changed settings take effect only after a restart"
                     );
                 }
@@ -177,17 +190,20 @@ impl Reloader {
         }
     }
 
-    /// Reloads on every SIGHUP and, with `poll`, whenever the config file or
-    /// a file it names changes (checked every `poll`). Runs until dropped.
-    pub async fn run(self: Arc<Self>, poll: Option<Duration>) {
+    /// Reloads on every SIGHUP and, while the config in force has
+    /// `[reload] watch`, whenever the config file or a file it names
+    /// changes. Runs until dropped.
+    pub async fn run(self: Arc<Self>) {
         let mut hangup = hangup_signal();
-        let mut tick = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Read each round: a reload may turn watching on or off.
+            let poll = self.live.gateway().watch();
             let why = tokio::select! {
                 () = next_hangup(&mut hangup) => "SIGHUP",
-                _ = tick.tick(), if poll.is_some() => {
-                    if Fingerprint::of(&self.watched_files()) == *self.seen.lock().await {
+                () = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(1))) => {
+                    if poll.is_none()
+                        || Fingerprint::of(&self.watched_files()) == *self.seen.lock().await
+                    {
                         continue;
                     }
                     // Editors and `kubectl` may write in several steps: wait
@@ -202,11 +218,15 @@ impl Reloader {
         }
     }
 
-    /// The config file and every file the config in force was built from.
+    /// The config file, every file the config in force was built from, and
+    /// those a refused config named (say, a key file not written yet).
     fn watched_files(&self) -> Vec<PathBuf> {
         let gateway = self.live.gateway();
         let mut files = vec![self.path.clone()];
         files.extend(gateway.files().iter().cloned());
+        if let Ok(attempted) = self.attempted.lock() {
+            files.extend(attempted.iter().cloned());
+        }
         files
     }
 }

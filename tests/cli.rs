@@ -247,6 +247,11 @@ impl Served {
     }
 
     async fn start(dir: &std::path::Path, port: u16) -> Served {
+        Served::start_with(dir, port, |_| ()).await
+    }
+
+    /// Starts it, calling `while_starting` with its pid until it listens.
+    async fn start_with(dir: &std::path::Path, port: u16, while_starting: impl Fn(u32)) -> Served {
         let child = Command::new(BIN)
             .args(["serve", "--config", "jwtgate.toml"])
             .current_dir(dir)
@@ -262,7 +267,8 @@ impl Served {
                 started.elapsed() < Duration::from_secs(10),
                 "gateway did not start"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            while_starting(child.id());
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let ca = CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap();
         let client = support::Client::with_roots(addr, vec![ca], Protocol::Http1);
@@ -444,6 +450,106 @@ async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothi
         .collect();
     assert!(!revoked.is_empty(), "{log}");
     assert_eq!(revoked[0]["status"], 401);
+}
+
+#[tokio::test]
+async fn sighup_during_start_up_does_not_end_the_process() {
+    let dir = scratch("early-hup");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    std::fs::write(
+        dir.join("jwtgate.toml"),
+        Served::config(&upstream, port, |c| c),
+    )
+    .unwrap();
+    // From the moment the process has a SIGHUP handler (SigCgt bit 1 in
+    // /proc: the exec itself cannot be protected), until it listens.
+    // A long revocation list keeps start-up busy for a while.
+    let entries: String = (0..20_000)
+        .map(|i| format!("[[revoke]]\njti = \"stolen-{i}\"\n"))
+        .collect();
+    std::fs::write(dir.join("config/revoked.toml"), entries).unwrap();
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let hup = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (1 - 1)) != 0);
+        if caught {
+            let _ = Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status();
+            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let served = Served::start_with(&dir, port, hup).await;
+    assert!(
+        sent.into_inner() > 0,
+        "start-up was over before a SIGHUP could be sent"
+    );
+    assert_eq!(
+        served
+            .client
+            .get("/orders", Some(&user_42_token()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status:?}: {log}");
+}
+
+#[tokio::test]
+async fn readyz_says_not_ready_while_connections_drain() {
+    let dir = scratch("drain");
+    let slow = Upstream::with(|_| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"late",
+        )))
+    })
+    .await;
+    let (port, admin_port) = (free_port(), free_port());
+    let with_admin = |c: String| {
+        c.replace(
+            "# [admin]\n# listen = \"127.0.0.1:9901\"",
+            &format!("[admin]\nlisten = \"127.0.0.1:{admin_port}\""),
+        )
+    };
+    let config = Served::config(&slow, port, with_admin);
+    assert!(config.contains(&format!("127.0.0.1:{admin_port}")));
+    std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
+    let served = Served::start(&dir, port).await;
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    assert_eq!(support::plain_get(admin, "/readyz").await.0, StatusCode::OK);
+
+    let client = support::Client::with_roots(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        vec![CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap()],
+        Protocol::Http1,
+    );
+    let token = user_42_token();
+    let in_flight = tokio::spawn(async move { client.get("/orders", Some(&token)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    served.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, body) = support::plain_get(admin, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("serving"), "{body}");
+    let (status, _, metrics) = support::plain_get(admin, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains("jwtgate_requests_in_flight 1\n"),
+        "{metrics}"
+    );
+
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "late");
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status:?}: {log}");
 }
 
 #[test]

@@ -455,3 +455,83 @@ upstream = "app"
     }
     assert_eq!(gateway.keyring().cache_stats().misses, 2);
 }
+
+#[tokio::test]
+async fn a_reload_keeps_loaded_keys_without_fetching_even_while_the_idp_is_down() {
+    use jwtgate::reload::{Live, Reloader};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let a = IdpKey::new("a");
+    let idp = JwksServer::start(&[&a]).await;
+    let upstream = Upstream::start().await;
+    let dir = std::env::temp_dir().join(format!("jwtgate-jwks-reload-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = DevPki::generate().unwrap();
+    let ca = pki
+        .write(&dir.join("cert.pem"), &dir.join("key.pem"))
+        .unwrap();
+    std::fs::write(dir.join("secret"), support::SECRET).unwrap();
+    let text = idp
+        .config("5m", "100ms")
+        .replace("UPSTREAM", &upstream.addr.to_string())
+        .replace(
+            "\"unused\"\ntls_key",
+            &format!("{:?}\ntls_key", dir.join("cert.pem")),
+        )
+        .replace(
+            "tls_key = \"unused\"",
+            &format!("tls_key = {:?}", dir.join("key.pem")),
+        )
+        .replace(
+            "secret_env = \"SECRET\"",
+            &format!("secret_file = {:?}", dir.join("secret")),
+        );
+    let path = dir.join("jwtgate.toml");
+    std::fs::write(&path, &text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let tls_config =
+        tls::load_server_config(&config.server.tls_cert, &config.server.tls_key).unwrap();
+    let limits = jwtgate::server::Limits::from(&config.server);
+    let fixed = Reloader::fixed_settings(&config);
+    let live = Arc::new(Live::new(Gateway::new(config), tls_config));
+    let reloader = Reloader::new(&path, live.clone(), fixed);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(jwtgate::server::serve(
+        listener,
+        live,
+        limits,
+        std::future::pending(),
+    ));
+    let roots = vec![CertificateDer::from_pem_file(ca).unwrap()];
+    let client = support::Client::with_roots(addr, roots, support::Protocol::Http1);
+    assert!(
+        eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
+            .await
+    );
+
+    // The IdP goes down; the operator reloads (say, to revoke a token).
+    idp.down.store(true, Ordering::SeqCst);
+    let fetches = idp.fetches.load(Ordering::SeqCst);
+    let route = "\n[[route]]\npath = \"/new\"\nupstream = \"app\"\nauth = \"none\"\n";
+    std::fs::write(&path, format!("{text}{route}")).unwrap();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        reloader.reload().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a reload waited for the IdP"
+        );
+    }
+    assert_eq!(
+        idp.fetches.load(Ordering::SeqCst),
+        fetches,
+        "a reload fetched the JWKS"
+    );
+    assert_eq!(client.get("/new", None).await.status, StatusCode::OK);
+    assert_eq!(
+        client.get("/x", Some(&a.token())).await.status,
+        StatusCode::OK
+    );
+}

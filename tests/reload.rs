@@ -113,11 +113,10 @@ impl Site {
             tls::load_server_config(&config.server.tls_cert, &config.server.tls_key).unwrap();
         let limits = Limits::from(&config.server);
         let fixed = Reloader::fixed_settings(&config);
-        let poll = config.watch;
         let live = Arc::new(Live::new(Gateway::new(config), tls_config));
         let reloader = Arc::new(Reloader::new(&path, live.clone(), fixed));
         if watch {
-            tokio::spawn(reloader.clone().run(poll));
+            tokio::spawn(reloader.clone().run());
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -410,7 +409,10 @@ async fn a_certificate_that_does_not_match_its_key_is_refused() {
         .unwrap();
     std::fs::rename(site.dir.join("other.key"), site.dir.join("key.pem")).unwrap();
     let err = site.reloader.reload().await.unwrap_err().to_string();
-    assert!(err.contains("jwtgate.toml: certificate and key"), "{err}");
+    assert!(
+        err.contains("jwtgate.toml: server.tls_cert, server.tls_key: certificate and key"),
+        "{err}"
+    );
     let client = site.client(Protocol::Http1);
     assert_eq!(client.get("/new", None).await.status, StatusCode::OK);
 }
@@ -642,4 +644,60 @@ fn jwtgate_rfc3339(unix: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
+}
+
+#[tokio::test]
+async fn a_key_file_that_a_refused_config_names_is_watched_until_it_appears() {
+    let upstream = Upstream::start().await;
+    let site = Site::start("attempted", &config(&upstream, "", ""), true).await;
+    std::fs::remove_file(site.dir.join("k2.secret")).unwrap();
+    site.write_config(&config(&upstream, K2, ""));
+    eventually("the config naming a missing file is refused", async || {
+        site.metrics()
+            .contains("jwtgate_config_reloads_total{result=\"failure\"} 1\n")
+    })
+    .await;
+    let client = site.client(Protocol::Http1);
+    let by_k2 = token_signed(SECRET_2, "k2", json!({"sub": "2", "exp": unix_now() + 600}));
+    assert_eq!(
+        client.get("/api", Some(&by_k2)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    site.write("k2.secret", SECRET_2);
+    eventually("the key file's arrival triggers a reload", async || {
+        client.get("/api", Some(&by_k2)).await.status == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watching_follows_the_reload_section_of_the_config_in_force() {
+    let upstream = Upstream::start().await;
+    let site = Site::start("toggle", &config(&upstream, "", ""), true).await;
+    let client = site.client(Protocol::Http1);
+    let no_watch = |routes: &str| {
+        config(&upstream, "", routes).replace("watch_interval = \"100ms\"", "watch = false")
+    };
+    site.write_config(&no_watch(""));
+    eventually(
+        "the watcher loads the config that turns it off",
+        async || {
+            site.metrics()
+                .contains("jwtgate_config_reloads_total{result=\"success\"} 1\n")
+        },
+    )
+    .await;
+    site.write_config(&no_watch(PUBLIC_NEW));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(client.get("/new", None).await.status, StatusCode::NOT_FOUND);
+    // SIGHUP (here: a direct reload) still works, and turns watching back on.
+    site.reloader.reload().await.unwrap();
+    assert_eq!(client.get("/new", None).await.status, StatusCode::OK);
+    site.write_config(&config(&upstream, "", PUBLIC_NEW));
+    site.reloader.reload().await.unwrap();
+    site.write_config(&config(&upstream, "", ""));
+    eventually("watching is on again", async || {
+        client.get("/new", None).await.status == StatusCode::NOT_FOUND
+    })
+    .await;
 }

@@ -238,6 +238,22 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     })
 }
 
+/// The files a config file names, read without validating it (for
+/// watching the files a refused config is waiting for). Empty when the file
+/// cannot be read or is not TOML of the right shape.
+pub fn files_named(path: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    match toml::from_str::<RawConfig>(&text) {
+        Ok(raw) => {
+            let revocation = raw.revocation.as_ref().map(|r| r.file.clone());
+            watched_files(&raw, revocation.as_deref())
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
 fn watched_files(raw: &RawConfig, revocation: Option<&Path>) -> Vec<PathBuf> {
     let mut files = vec![raw.server.tls_cert.clone(), raw.server.tls_key.clone()];
     for key in &raw.jwt.keys {
