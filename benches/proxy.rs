@@ -35,6 +35,7 @@ use jwtgate::config::Config;
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::Alg;
 use jwtgate::keys::Key;
+use jwtgate::reload::Live;
 use jwtgate::server::{self, Limits};
 use jwtgate::tls::{self, DevPki};
 
@@ -113,16 +114,9 @@ fn start_gateway(upstream: SocketAddr, pki: &DevPki) -> SocketAddr {
     server_thread(move || {
         Box::pin(async move {
             let limits = Limits::from(&config.server);
-            let gateway = Arc::new(Gateway::new(config));
+            let live = Arc::new(Live::new(Gateway::new(config), tls_config));
             let listener = TcpListener::from_std(listener).unwrap();
-            server::serve(
-                listener,
-                tls_config,
-                gateway,
-                limits,
-                std::future::pending(),
-            )
-            .await;
+            server::serve(listener, live, limits, std::future::pending()).await;
         })
     });
     addr

@@ -8,6 +8,7 @@ use http::header::AUTHORIZATION;
 use crate::jwks::Keyring;
 use crate::jwt::{self, Alg, JwtError, Validation, Verified};
 use crate::keys::KeySet;
+use crate::revocation::{Revocations, Revoked};
 use crate::routes::{AuthMode, Route};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,9 @@ pub enum AuthError {
     InvalidRequest(&'static str),
     #[error("invalid token: {0}")]
     Token(#[from] JwtError),
+    /// A token that verifies, listed in the revocation file.
+    #[error("revoked: {0}")]
+    Revoked(#[from] Revoked),
     /// A valid token without any of the route's roles.
     #[error("token of {user:?} has roles {roles:?}, route needs one of {required:?}")]
     Forbidden {
@@ -38,6 +42,7 @@ impl AuthError {
             AuthError::Missing => "missing",
             AuthError::InvalidRequest(_) => "invalid_request",
             AuthError::Token(jwt) => jwt.reason(),
+            AuthError::Revoked(_) => "revoked",
             AuthError::Forbidden { .. } => "forbidden_role",
         }
     }
@@ -175,6 +180,7 @@ pub fn authorize(
     token: Option<&str>,
     keys: &KeySet,
     validation: &Validation,
+    revocations: &Revocations,
     now: i64,
     measured: &mut Option<Verification>,
 ) -> Result<Option<Verified>, AuthError> {
@@ -184,7 +190,7 @@ pub fn authorize(
     let started = Instant::now();
     let mut alg = None;
     let verified = jwt::verify_reporting_alg(token, keys, validation, now, &mut alg);
-    conclude(route, verified, alg, started, measured)
+    conclude(route, verified, revocations, alg, started, measured)
 }
 
 /// [`authorize`] against the live key set: JWKS sources, the refresh on an
@@ -194,6 +200,7 @@ pub async fn authorize_live(
     token: Option<&str>,
     keys: &Keyring,
     validation: &Validation,
+    revocations: &Revocations,
     now: i64,
     measured: &mut Option<Verification>,
 ) -> Result<Option<Verified>, AuthError> {
@@ -203,7 +210,7 @@ pub async fn authorize_live(
     let started = Instant::now();
     let mut alg = None;
     let verified = keys.verify(token, validation, now, &mut alg).await;
-    conclude(route, verified, alg, started, measured)
+    conclude(route, verified, revocations, alg, started, measured)
 }
 
 /// The token the route needs checked; `None`: the request goes through
@@ -216,10 +223,13 @@ fn token_to_check<'t>(route: &Route, token: Option<&'t str>) -> Result<Option<&'
     }
 }
 
-/// Records what verification cost, then applies the role policy.
+/// Records what verification cost, then applies the revocation list (after
+/// the verified-token cache, so a cached token is refused too) and the role
+/// policy.
 fn conclude(
     route: &Route,
     verified: Result<Verified, JwtError>,
+    revocations: &Revocations,
     alg: Option<Alg>,
     started: Instant,
     measured: &mut Option<Verification>,
@@ -229,7 +239,9 @@ fn conclude(
         accepted: verified.is_ok(),
         elapsed: started.elapsed(),
     });
-    check_roles(route, verified?).map(Some)
+    let verified = verified?;
+    revocations.check(&verified)?;
+    check_roles(route, verified).map(Some)
 }
 
 /// The route's role policy: any one of its roles, or any valid token.
@@ -307,6 +319,7 @@ mod tests {
         let auth_errors = [
             AuthError::Missing,
             AuthError::InvalidRequest("x"),
+            AuthError::Revoked(Revoked::Token),
             AuthError::Forbidden {
                 user: None,
                 roles: vec![],

@@ -62,7 +62,10 @@ impl TokenCache {
     }
 
     /// The identity `key`'s token verified to, if it still holds at `now`
-    /// under key-set `generation`. Counts a hit or a miss.
+    /// under key-set `generation`. Counts a hit; a miss is counted by the
+    /// caller with [`TokenCache::count_miss`] once it knows the token was a
+    /// public-key one (HMAC and malformed tokens are never cached, so their
+    /// lookups would only dilute the hit ratio).
     pub fn get(&self, key: &[u8; 32], generation: u64, now: i64) -> Option<Verified> {
         let found = self
             .entries
@@ -78,13 +81,15 @@ impl TokenCache {
                 }
                 None => None,
             });
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
         found
+    }
+
+    /// One public-key token looked up and not found.
+    pub fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Remembers a verified token until `dies_at`.
@@ -146,6 +151,7 @@ mod tests {
         let cache = TokenCache::new(4);
         let key = TokenCache::key("a.b.c");
         assert_eq!(cache.get(&key, 1, 10), None);
+        cache.count_miss();
         cache.insert(key, verified(), 130, 1, 10);
         assert_eq!(cache.get(&key, 1, 129), Some(verified()));
         assert_eq!(cache.get(&key, 1, 130), None);
@@ -153,7 +159,7 @@ mod tests {
             cache.stats(),
             CacheStats {
                 hits: 1,
-                misses: 2,
+                misses: 1,
                 entries: 0
             }
         );

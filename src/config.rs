@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, Validation};
 use crate::keys::{Key, KeyError, KeySet};
+use crate::revocation::Revocations;
 use crate::routes::{AuthMode, Route, RouteTable};
 
 /// A validated configuration. Nothing after start-up reads a raw string.
@@ -38,6 +39,18 @@ pub struct Config {
     /// (RFC 6750 §2.3). `None` (the default): tokens in the query are ignored.
     pub token_query_param: Option<String>,
     pub log: Log,
+    /// `[reload] watch` / `watch_interval`: how often the config file and
+    /// the files it names are checked for changes; `None`: only SIGHUP
+    /// reloads. Defaults to every second.
+    pub watch: Option<Duration>,
+    /// `[revocation] file`, if configured.
+    pub revocation_file: Option<PathBuf>,
+    /// The revocation list read from it (empty without one).
+    pub revocations: Revocations,
+    /// Every file this config was built from besides the config itself
+    /// (certificate, key files, JWKS files, revocation list): a change to
+    /// any of them triggers a reload.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[log]`: where the access log and the rest go (stderr) and how.
@@ -188,14 +201,18 @@ impl Config {
                 message: err.message().trim().to_owned(),
             })
         })?;
-        validate(raw, env).map_err(located)
+        let mut config = validate(raw, env).map_err(located)?;
+        if let Some(path) = &config.revocation_file {
+            config.revocations = Revocations::load(path)?;
+        }
+        Ok(config)
     }
 }
 
 /// The dotted key path at `offset`, for errors the TOML parser reports
 /// without one: the innermost table header above it (`[[route]]` counted
 /// into `route[2]`) and the key the offset's line assigns, if any.
-fn key_path_at(text: &str, offset: usize) -> String {
+pub(crate) fn key_path_at(text: &str, offset: usize) -> String {
     let offset = offset.min(text.len());
     let mut table = String::new();
     let mut counts: Vec<(String, usize)> = Vec::new();
@@ -239,7 +256,7 @@ fn key_path_at(text: &str, offset: usize) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
     text.as_bytes()[..offset]
         .iter()
@@ -260,6 +277,21 @@ struct RawConfig {
     upstream: Vec<RawUpstream>,
     #[serde(default)]
     route: Vec<RawRoute>,
+    revocation: Option<RawRevocation>,
+    reload: Option<RawReload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReload {
+    watch: Option<bool>,
+    watch_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +389,8 @@ struct RawRoute {
 }
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
+    let revocation_file = raw.revocation.as_ref().map(|r| r.file.clone());
+    let files = watched_files(&raw, revocation_file.as_deref());
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
     let verified_cache = raw
@@ -395,7 +429,20 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         });
     }
     let log = raw.log.map(validate_log).transpose()?.unwrap_or_default();
+    let watch = match raw.reload {
+        Some(RawReload {
+            watch: Some(false), ..
+        }) => None,
+        Some(RawReload { watch_interval, .. }) => Some(duration_at_least(
+            watch_interval,
+            "reload.watch_interval",
+            1,
+            100 * MILLISECOND,
+        )?),
+        None => Some(SECOND),
+    };
     Ok(Config {
+        watch,
         log,
         server,
         admin,
@@ -406,7 +453,26 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         upstreams,
         routes,
         token_query_param,
+        revocation_file,
+        revocations: Revocations::default(),
+        files,
     })
+}
+
+fn watched_files(raw: &RawConfig, revocation: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = vec![raw.server.tls_cert.clone(), raw.server.tls_key.clone()];
+    for key in &raw.jwt.keys {
+        let key = key.get_ref();
+        let paths = [&key.secret_file, &key.public_key_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    for source in &raw.jwt.jwks {
+        let source = source.get_ref();
+        let paths = [&source.file, &source.ca_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    files.extend(revocation.map(Path::to_path_buf));
+    files
 }
 
 fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
@@ -608,8 +674,11 @@ fn validate_jwt(
             Some(alg) => Some(parse_alg(alg, &at("alg"))?),
             None => None,
         };
-        let refresh = duration_or(raw_source.refresh, &at("refresh"), 300)?;
-        let cooldown = duration_or(raw_source.cooldown, &at("cooldown"), 30)?;
+        // Floors keep "0s" from turning refreshes into a hot loop against
+        // the identity provider (an unknown-kid flood fetches once per cooldown).
+        let refresh = duration_at_least(raw_source.refresh, &at("refresh"), 300, SECOND)?;
+        let cooldown =
+            duration_at_least(raw_source.cooldown, &at("cooldown"), 30, 100 * MILLISECOND)?;
         let location = match (raw_source.file, raw_source.url) {
             (Some(path), None) => {
                 if let Some(ca) = &raw_source.ca_file {
@@ -946,6 +1015,35 @@ fn route_prefix(path: &str) -> Result<String, String> {
     }
 }
 
+const SECOND: Duration = Duration::from_secs(1);
+const MILLISECOND: Duration = Duration::from_millis(1);
+
+/// [`duration_or`], refusing values below `min`.
+fn duration_at_least(
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default_secs: u64,
+    min: Duration,
+) -> Result<Duration, Invalid> {
+    let span = raw.as_ref().map(Spanned::span);
+    let value = duration_or(raw, key, default_secs)?;
+    if value < min {
+        return Err(Invalid {
+            span,
+            key: key.to_owned(),
+            message: format!("must be at least {}", humanize(min)),
+        });
+    }
+    Ok(value)
+}
+
+fn humanize(duration: Duration) -> String {
+    match duration.subsec_millis() {
+        0 => format!("{}s", duration.as_secs()),
+        _ => format!("{}ms", duration.as_millis()),
+    }
+}
+
 fn duration_or(
     raw: Option<Spanned<String>>,
     key: &str,
@@ -1006,6 +1104,8 @@ secret_env = "SECRET"
 name = "app"
 url = "http://127.0.0.1:8080"
 "#;
+
+    const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
 
     fn error(text: &str) -> String {
         match parse(text) {
@@ -1091,6 +1191,53 @@ url = "http://127.0.0.1:8080"
         let err = error(&text);
         assert!(err.starts_with("test.toml:13: jwt.jwks[0].url: "), "{err}");
         assert!(err.contains("is not an https:// URL"), "{err}");
+    }
+
+    #[test]
+    fn jwks_refresh_and_cooldown_have_floors() {
+        let source = |refresh: &str, cooldown: &str| {
+            format!(
+                "{BASE}[[jwt.jwks]]\nurl = \"https://idp/jwks\"\nrefresh = \"{refresh}\"\ncooldown = \"{cooldown}\"\n{ROUTE}"
+            )
+        };
+        assert_eq!(
+            error(&source("0s", "30s")),
+            "test.toml:14: jwt.jwks[0].refresh: must be at least 1s"
+        );
+        assert_eq!(
+            error(&source("5m", "0s")),
+            "test.toml:15: jwt.jwks[0].cooldown: must be at least 100ms"
+        );
+        assert!(parse(&source("1s", "100ms")).is_ok());
+    }
+
+    #[test]
+    fn reload_watches_every_second_unless_told_otherwise() {
+        let base = format!("{BASE}{ROUTE}");
+        assert_eq!(parse(&base).unwrap().watch, Some(Duration::from_secs(1)));
+        let off = format!("{BASE}[reload]\nwatch = false\nwatch_interval = \"5s\"\n{ROUTE}");
+        assert_eq!(parse(&off).unwrap().watch, None);
+        let fast = format!("{BASE}[reload]\nwatch_interval = \"250ms\"\n{ROUTE}");
+        assert_eq!(
+            parse(&fast).unwrap().watch,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            error(&format!(
+                "{BASE}[reload]\nwatch_interval = \"10ms\"\n{ROUTE}"
+            )),
+            "test.toml:13: reload.watch_interval: must be at least 100ms"
+        );
+    }
+
+    #[test]
+    fn revocation_file_errors_name_that_file() {
+        let text = format!("{BASE}[revocation]\nfile = \"/nonexistent/revoked.toml\"\n{ROUTE}");
+        let err = error(&text);
+        assert!(
+            err.starts_with("/nonexistent/revoked.toml: cannot read: "),
+            "{err}"
+        );
     }
 
     #[test]

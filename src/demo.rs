@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::gateway::{Gateway, unix_now};
 use crate::jwt::Alg;
 use crate::keys::Key;
+use crate::reload::Live;
 use crate::server::{self, Limits};
 use crate::tls::{self, DevPki};
 use crate::token;
@@ -86,20 +87,14 @@ pub async fn run() -> Result<bool, DemoError> {
         (name == "DEMO_SECRET").then(|| secret.clone())
     })?;
     let limits = Limits::from(&config.server);
-    let gateway = Arc::new(Gateway::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let gateway_addr = listener.local_addr()?;
     let tls_config = tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key())?;
+    let live = Arc::new(Live::new(Gateway::new(config), tls_config));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(
-        listener,
-        tls_config,
-        gateway,
-        limits,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(server::serve(listener, live, limits, async {
+        let _ = stopped.await;
+    }));
 
     let client = Client {
         addr: gateway_addr,

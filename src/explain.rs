@@ -117,6 +117,7 @@ fn walk(
         token,
         &config.keys,
         &config.validation,
+        &config.revocations,
         now,
         &mut measured,
     ) {
@@ -125,7 +126,9 @@ fn walk(
             let status = match &err {
                 AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                AuthError::Missing | AuthError::Token(_) => StatusCode::UNAUTHORIZED,
+                AuthError::Missing | AuthError::Token(_) | AuthError::Revoked(_) => {
+                    StatusCode::UNAUTHORIZED
+                }
             };
             let _ = writeln!(out, "authorization: refused: {err}");
             return status;

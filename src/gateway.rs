@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::headers::{self, HostError, Identity};
 use crate::jwks::Keyring;
 use crate::jwt::{JwtError, Validation, Verified};
-use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag};
+use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag, Series};
+use crate::revocation::Revocations;
 use crate::routes::{self, PathError, RouteError, RouteTable};
 use crate::upstream::{self, Body, Upstream, UpstreamError};
 
@@ -26,12 +27,18 @@ pub struct Gateway {
     routes: RouteTable,
     keys: Arc<Keyring>,
     validation: Validation,
+    revocations: Revocations,
+    /// The files besides the config file this gateway was built from.
+    files: Vec<std::path::PathBuf>,
     upstreams: Vec<Upstream>,
     token_query_param: Option<String>,
     limits: RequestLimits,
     request_ids: headers::RequestIds,
     server_timing: bool,
+    /// Shared with the gateways a reload replaces and the admin listener.
     metrics: Arc<Metrics>,
+    /// This config's routes and upstreams within `metrics`.
+    series: Series,
     readiness: Arc<Readiness>,
     serving: ReadyFlag,
 }
@@ -88,7 +95,34 @@ pub enum GatewayError {
 }
 
 impl Gateway {
+    /// A gateway with fresh metrics and readiness checks, in force at once.
     pub fn new(config: Config) -> Gateway {
+        let readiness = Arc::new(Readiness::default());
+        let serving = readiness.check("serving");
+        let gateway = Gateway::build(config, Arc::new(Metrics::default()), readiness, serving);
+        gateway.take_over();
+        gateway
+    }
+
+    /// A gateway for a reloaded config, sharing `previous`'s metrics and
+    /// readiness so counters and `/readyz` carry over. It reports its key
+    /// sources and cache only once [`Gateway::take_over`] is called: a
+    /// reload that is abandoned leaves no trace.
+    pub fn reloaded(config: Config, previous: &Gateway) -> Gateway {
+        Gateway::build(
+            config,
+            previous.metrics.clone(),
+            previous.readiness.clone(),
+            previous.serving.clone(),
+        )
+    }
+
+    fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+        serving: ReadyFlag,
+    ) -> Gateway {
         let route_labels: Vec<String> = config
             .routes
             .routes()
@@ -96,31 +130,24 @@ impl Gateway {
             .map(|r| r.prefix.clone())
             .collect();
         let upstream_names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
-        let readiness = Arc::new(Readiness::default());
-        // `/readyz` waits until every JWKS URL has loaded once.
         let keys = Keyring::new(
             config.keys,
             &config.jwks,
-            readiness.check("key_sources"),
+            ReadyFlag::default(),
             config.verified_cache,
         );
         keys.spawn_refresh();
-        let metrics = Arc::new(Metrics::new(&route_labels, &upstream_names));
-        let cache_source = Arc::downgrade(&keys);
-        metrics.report_verified_cache(move || {
-            cache_source
-                .upgrade()
-                .map(|keys| keys.cache_stats())
-                .unwrap_or_default()
-        });
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            series: metrics.series(&route_labels, &upstream_names),
             routes: config.routes,
             keys,
             validation: config.validation,
+            revocations: config.revocations,
+            files: config.files,
             server_timing: config.server.server_timing,
             metrics,
-            serving: readiness.check("serving"),
+            serving,
             readiness,
             token_query_param: config.token_query_param,
             request_ids: headers::RequestIds::new(),
@@ -131,6 +158,27 @@ impl Gateway {
                 body_bytes: config.server.max_body_bytes,
             },
         }
+    }
+
+    /// Makes this gateway's key sources the `/readyz` check `key_sources`
+    /// (ready once every JWKS URL has loaded) and its verified-token cache
+    /// the one `/metrics` reports.
+    pub fn take_over(&self) {
+        self.readiness
+            .register("key_sources", self.keys.ready_flag());
+        let cache_source = Arc::downgrade(&self.keys);
+        self.metrics.report_verified_cache(move || {
+            cache_source
+                .upgrade()
+                .map(|keys| keys.cache_stats())
+                .unwrap_or_default()
+        });
+    }
+
+    /// The files besides the config file this gateway was built from
+    /// (certificate, keys, JWKS files, revocation list).
+    pub fn files(&self) -> &[std::path::PathBuf] {
+        &self.files
     }
 
     /// True once every key source has loaded at least once; until then
@@ -230,7 +278,7 @@ impl Gateway {
             };
             self.metrics.observe_verify(v.alg, outcome, v.elapsed);
         }
-        self.metrics
+        self.series
             .count_request(trace.route, response.status().as_u16());
         response
             .headers_mut()
@@ -283,6 +331,7 @@ impl Gateway {
             token,
             &self.keys,
             &self.validation,
+            &self.revocations,
             unix_now(),
             &mut trace.verification,
         )
@@ -305,8 +354,7 @@ impl Gateway {
             .forward(request, &path, forward_query, self.limits.body_bytes)
             .await;
         trace.upstream = Some(sent.elapsed());
-        self.metrics
-            .observe_upstream(route.upstream, sent.elapsed());
+        self.series.observe_upstream(route.upstream, sent.elapsed());
         let mut response = response?;
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
@@ -514,6 +562,17 @@ fn error_response(err: &GatewayError) -> Response<Body> {
         ),
         E::Auth(AuthError::Token(jwt)) => {
             let why = jwt.client_description();
+            (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                why,
+                Some(format!(
+                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
+                )),
+            )
+        }
+        E::Auth(AuthError::Revoked(_)) => {
+            let why = "the token has been revoked";
             (
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",

@@ -299,6 +299,11 @@ impl Keyring {
         self.current.load()
     }
 
+    /// The flag set once every key source has loaded.
+    pub fn ready_flag(&self) -> &ReadyFlag {
+        &self.ready
+    }
+
     /// True once every key source has loaded at least once (`/readyz`).
     pub fn ready(&self) -> bool {
         self.loaded_all.load(Ordering::Acquire)
@@ -397,9 +402,11 @@ impl Keyring {
             *alg_seen = Some(verified.alg);
             return Ok(verified);
         }
-        let verified = self
-            .verify_uncached(token, validation, now, alg_seen)
-            .await?;
+        let verified = self.verify_uncached(token, validation, now, alg_seen).await;
+        if alg_seen.is_some_and(|alg| !alg.is_hmac()) {
+            self.cache.count_miss();
+        }
+        let verified = verified?;
         if let (false, Some(exp)) = (verified.alg.is_hmac(), verified.exp) {
             // The verifier refuses from exp + leeway on; so does the cache.
             let dies_at = exp.saturating_add(validation.leeway);

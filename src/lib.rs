@@ -16,6 +16,8 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
+pub mod reload;
+pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod tls;

@@ -13,6 +13,7 @@ use jwtgate::config::{self, Config};
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
+use jwtgate::reload::{Live, Reloader};
 use jwtgate::server::{self, Limits};
 use jwtgate::{admin, demo, explain, jwks, tls, token};
 
@@ -262,8 +263,14 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             ),
             None => None,
         };
-        tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), "jwtgate serving HTTPS");
-        let gateway = Arc::new(Gateway::new(config));
+        tracing::info!(listen = %server.listen, routes = config.routes.routes().len(), revocations = config.revocations.len(), "jwtgate serving HTTPS");
+        let watch = config.watch;
+        let reloader_config = Reloader::fixed_settings(&config);
+        let live = Arc::new(Live::new(Gateway::new(config), tls));
+        let gateway = live.gateway();
+        gateway.metrics().config_loaded(unix_now());
+        let reloader = Arc::new(Reloader::new(path, live.clone(), reloader_config));
+        let reloads = tokio::spawn(reloader.run(watch));
         // One signal stops both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -284,7 +291,9 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
                 until_stopped(stopped.clone()),
             ))
         });
-        server::serve(listener, tls, gateway, Limits::from(&server), until_stopped(stopped)).await;
+        drop(gateway);
+        server::serve(listener, live, Limits::from(&server), until_stopped(stopped)).await;
+        reloads.abort();
         if let Some(admin) = admin {
             let _ = admin.await;
         }
@@ -372,6 +381,17 @@ fn print_routes(config: &Config) {
             route.prefix, methods, auth, roles, upstream.name, upstream.url
         );
     }
+    if let Some(file) = &config.revocation_file {
+        println!(
+            "revocation list: {} ({} entries)",
+            file.display(),
+            config.revocations.len()
+        );
+    }
+    match config.watch {
+        Some(every) => println!("reload: on SIGHUP and on file changes (checked every {every:?})"),
+        None => println!("reload: on SIGHUP"),
+    }
 }
 
 fn load_key(
@@ -412,6 +432,11 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     println!("header: {}", pretty(&header));
     println!("claims: {}", pretty(&claims));
+    for name in token::duplicate_members(token) {
+        println!(
+            "warning: {name:?} appears more than once (shown: the last copy); the gateway refuses this token"
+        );
+    }
     let now = unix_now();
     if let Some(exp) = claims
         .get("exp")

@@ -161,6 +161,7 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "bad_issuer",
     "bad_audience",
     "invalid_claims",
+    "revoked",
     "forbidden_role",
     "other",
 ];
@@ -173,45 +174,91 @@ const UNMATCHED: &str = "unmatched";
 const STATUS_MIN: u16 = 100;
 const STATUS_SLOTS: usize = 500;
 
-/// All of the gateway's metrics. Built once from the route and upstream
-/// lists, shared by the gateway, the accept loop and the admin listener.
+/// All of the gateway's metrics. One per process: a reloaded config
+/// records into the same counters (see [`Metrics::series`]).
 pub struct Metrics {
     /// `[alg index][outcome]`; the last alg index is `unknown` (the token was
     /// refused before its algorithm was known).
     verify: Box<[[Histogram; 2]]>,
-    /// Distinct route labels, `unmatched` last.
-    route_labels: Vec<String>,
-    /// Route index (in `RouteTable::routes` order) → label slot. Routes that
-    /// share a prefix (with disjoint methods) share a label.
-    route_slot: Vec<usize>,
-    /// `[route slot][status - 100]`.
-    requests: Box<[[AtomicU64; STATUS_SLOTS]]>,
     auth_failures: Box<[AtomicU64]>,
-    upstream_names: Vec<String>,
-    upstream: Box<[Histogram]>,
+    /// Per-route and per-upstream series by label, in order of first use.
+    /// Only configs (start-up, reload) and scrapes take the lock.
+    labelled: Mutex<Labelled>,
     in_flight: AtomicI64,
     connections: AtomicI64,
     connections_total: AtomicU64,
+    /// `[succeeded, failed]` config reloads.
+    reloads: [AtomicU64; 2],
+    /// Unix time of the config in force (start-up or last good reload).
+    config_loaded: AtomicI64,
     /// Reads the verified-token cache's counters at scrape time.
-    verified_cache: std::sync::OnceLock<Box<dyn Fn() -> crate::cache::CacheStats + Send + Sync>>,
+    verified_cache: Mutex<Option<Box<CacheReader>>>,
+    /// Cache hits and misses of the caches that reloads replaced.
+    retired_cache: [AtomicU64; 2],
 }
 
-impl Metrics {
-    /// `routes`: each route's label (its prefix), in route-table order;
-    /// `upstreams`: each upstream's name, in config order.
-    pub fn new(routes: &[String], upstreams: &[String]) -> Metrics {
-        let mut route_labels: Vec<String> = Vec::new();
-        let route_slot = routes
-            .iter()
-            .map(|label| match route_labels.iter().position(|l| l == label) {
-                Some(slot) => slot,
-                None => {
-                    route_labels.push(label.clone());
-                    route_labels.len() - 1
-                }
-            })
-            .collect();
-        route_labels.push(UNMATCHED.to_owned());
+type CacheReader = dyn Fn() -> crate::cache::CacheStats + Send + Sync;
+
+/// One request counter per status code.
+pub struct StatusCounts([AtomicU64; STATUS_SLOTS]);
+
+#[derive(Default)]
+struct Labelled {
+    routes: Vec<(String, Arc<StatusCounts>)>,
+    upstreams: Vec<(String, Arc<Histogram>)>,
+}
+
+impl Labelled {
+    fn route(&mut self, label: &str) -> Arc<StatusCounts> {
+        if let Some((_, counts)) = self.routes.iter().find(|(l, _)| l == label) {
+            return counts.clone();
+        }
+        let counts = Arc::new(StatusCounts(std::array::from_fn(|_| AtomicU64::new(0))));
+        self.routes.push((label.to_owned(), counts.clone()));
+        counts
+    }
+
+    fn upstream(&mut self, name: &str) -> Arc<Histogram> {
+        if let Some((_, h)) = self.upstreams.iter().find(|(n, _)| n == name) {
+            return h.clone();
+        }
+        let h = Arc::new(Histogram::new(UPSTREAM_BOUNDS_NS));
+        self.upstreams.push((name.to_owned(), h.clone()));
+        h
+    }
+}
+
+/// The per-route and per-upstream series one config records into, indexed
+/// like its route table and upstream list: no lookup by name per request.
+pub struct Series {
+    routes: Vec<Arc<StatusCounts>>,
+    unmatched: Arc<StatusCounts>,
+    upstreams: Vec<Arc<Histogram>>,
+}
+
+impl Series {
+    /// One answered request; `route` is its index in the route table, `None`
+    /// when no route matched.
+    pub fn count_request(&self, route: Option<usize>, status: u16) {
+        let counts = route
+            .and_then(|r| self.routes.get(r))
+            .unwrap_or(&self.unmatched);
+        let code = usize::from(status.saturating_sub(STATUS_MIN)).min(STATUS_SLOTS - 1);
+        if let Some(counter) = counts.0.get(code) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Time from sending a request upstream to its response headers.
+    pub fn observe_upstream(&self, upstream: usize, elapsed: Duration) {
+        if let Some(h) = self.upstreams.get(upstream) {
+            h.observe(elapsed);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
         Metrics {
             verify: (0..=Alg::ALL.len())
                 .map(|_| {
@@ -221,25 +268,58 @@ impl Metrics {
                     ]
                 })
                 .collect(),
-            requests: (0..route_labels.len())
-                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
-                .collect(),
-            route_labels,
-            route_slot,
             auth_failures: AUTH_FAILURE_REASONS
                 .iter()
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            upstream: upstreams
-                .iter()
-                .map(|_| Histogram::new(UPSTREAM_BOUNDS_NS))
-                .collect(),
-            upstream_names: upstreams.to_vec(),
+            labelled: Mutex::default(),
             in_flight: AtomicI64::new(0),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
-            verified_cache: std::sync::OnceLock::new(),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            config_loaded: AtomicI64::new(0),
+            verified_cache: Mutex::default(),
+            retired_cache: [AtomicU64::new(0), AtomicU64::new(0)],
         }
+    }
+}
+
+impl Metrics {
+    /// The series for a config's routes (each labelled by its prefix, in
+    /// route-table order; routes sharing a prefix share a series) and
+    /// upstreams (by name, in config order). A label an earlier config
+    /// already had keeps its counts, so a reload does not reset them.
+    pub fn series(&self, routes: &[String], upstreams: &[String]) -> Series {
+        let mut labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        Series {
+            routes: routes.iter().map(|label| labelled.route(label)).collect(),
+            unmatched: labelled.route(UNMATCHED),
+            upstreams: upstreams
+                .iter()
+                .map(|name| labelled.upstream(name))
+                .collect(),
+        }
+    }
+
+    /// One config reload attempt; `loaded_at` (Unix seconds) when it succeeded.
+    pub fn count_reload(&self, loaded_at: Option<i64>) {
+        self.reloads[usize::from(loaded_at.is_none())].fetch_add(1, Ordering::Relaxed);
+        if let Some(at) = loaded_at {
+            self.config_loaded.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Records when the config in force was loaded (Unix seconds).
+    pub fn config_loaded(&self, at: i64) {
+        self.config_loaded.store(at, Ordering::Relaxed);
+    }
+
+    /// Config reloads so far: `(succeeded, failed)`.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
     }
 
     /// One token verification: `alg` is `None` when the token was refused
@@ -257,18 +337,6 @@ impl Metrics {
         }
     }
 
-    /// One answered request; `route` is its index in the route table, `None`
-    /// when no route matched.
-    pub fn count_request(&self, route: Option<usize>, status: u16) {
-        let slot = route
-            .and_then(|r| self.route_slot.get(r).copied())
-            .unwrap_or(self.route_labels.len() - 1);
-        let code = usize::from(status.saturating_sub(STATUS_MIN)).min(STATUS_SLOTS - 1);
-        if let Some(counter) = self.requests.get(slot).and_then(|row| row.get(code)) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// One refused request, by a reason from [`AUTH_FAILURE_REASONS`].
     pub fn count_auth_failure(&self, reason: &str) {
         // Failures are the cold path; a dozen string comparisons are noise.
@@ -278,13 +346,6 @@ impl Metrics {
             .unwrap_or(AUTH_FAILURE_REASONS.len() - 1);
         if let Some(counter) = self.auth_failures.get(i) {
             counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Time from sending a request upstream to its response headers.
-    pub fn observe_upstream(&self, upstream: usize, elapsed: Duration) {
-        if let Some(h) = self.upstream.get(upstream) {
-            h.observe(elapsed);
         }
     }
 
@@ -336,9 +397,10 @@ impl Metrics {
             "counter",
             "Requests answered, by route prefix and status code.",
         );
-        for (slot, row) in self.requests.iter().enumerate() {
-            let route = escape(&self.route_labels[slot]);
-            for (code, counter) in row.iter().enumerate() {
+        let labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        for (label, counts) in &labelled.routes {
+            let route = escape(label);
+            for (code, counter) in counts.0.iter().enumerate() {
                 let n = counter.load(Ordering::Relaxed);
                 if n > 0 {
                     let status = usize::from(STATUS_MIN) + code;
@@ -370,10 +432,11 @@ impl Metrics {
             "histogram",
             "Time from forwarding a request to the upstream's response headers.",
         );
-        for (name, h) in self.upstream_names.iter().zip(self.upstream.iter()) {
+        for (name, h) in &labelled.upstreams {
             let labels = format!("upstream=\"{}\"", escape(name));
             h.render(&mut out, "jwtgate_upstream_seconds", &labels);
         }
+        drop(labelled);
 
         scalar(
             &mut out,
@@ -396,8 +459,36 @@ impl Metrics {
             "Client connections accepted.",
             self.connections_total.load(Ordering::Relaxed),
         );
-        if let Some(stats) = self.verified_cache.get() {
-            let stats = stats();
+        header(
+            &mut out,
+            "jwtgate_config_reloads_total",
+            "counter",
+            "Config reloads (SIGHUP or a changed file), by result.",
+        );
+        let (ok, failed) = self.reload_counts();
+        let _ = writeln!(
+            out,
+            "jwtgate_config_reloads_total{{result=\"success\"}} {ok}"
+        );
+        let _ = writeln!(
+            out,
+            "jwtgate_config_reloads_total{{result=\"failure\"}} {failed}"
+        );
+        scalar(
+            &mut out,
+            "jwtgate_config_loaded_timestamp_seconds",
+            "gauge",
+            "Unix time the config in force was loaded.",
+            self.config_loaded.load(Ordering::Relaxed),
+        );
+        let reader = self
+            .verified_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(stats) = reader.as_ref() {
+            let mut stats = stats();
+            stats.hits += self.retired_cache[0].load(Ordering::Relaxed);
+            stats.misses += self.retired_cache[1].load(Ordering::Relaxed);
             header(
                 &mut out,
                 "jwtgate_verified_cache_lookups_total",
@@ -426,11 +517,20 @@ impl Metrics {
     }
 
     /// Makes `/metrics` report the verified-token cache, read by `stats`.
+    /// A reload replaces the cache: the old one's lookups stay counted.
     pub fn report_verified_cache(
         &self,
         stats: impl Fn() -> crate::cache::CacheStats + Send + Sync + 'static,
     ) {
-        let _ = self.verified_cache.set(Box::new(stats));
+        let mut reader = self
+            .verified_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = reader.replace(Box::new(stats)) {
+            let old = old();
+            self.retired_cache[0].fetch_add(old.hits, Ordering::Relaxed);
+            self.retired_cache[1].fetch_add(old.misses, Ordering::Relaxed);
+        }
     }
 }
 
@@ -498,8 +598,9 @@ pub struct Readiness {
     checks: Mutex<Vec<(&'static str, Arc<AtomicBool>)>>,
 }
 
-/// One readiness check; cheap to clone and set from any task.
-#[derive(Clone)]
+/// One readiness check; cheap to clone and set from any task. A default
+/// flag is not ready and not registered anywhere yet.
+#[derive(Clone, Default)]
 pub struct ReadyFlag(Arc<AtomicBool>);
 
 impl ReadyFlag {
@@ -509,14 +610,20 @@ impl ReadyFlag {
 }
 
 impl Readiness {
-    /// Registers a check, initially not ready.
+    /// Registers a check, initially not ready. A check of the same name
+    /// registered before (by the config a reload replaced) is dropped.
     pub fn check(&self, name: &'static str) -> ReadyFlag {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.checks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((name, flag.clone()));
-        ReadyFlag(flag)
+        let flag = ReadyFlag::default();
+        self.register(name, &flag);
+        flag
+    }
+
+    /// Registers an existing flag as check `name`, replacing any check of
+    /// that name.
+    pub fn register(&self, name: &'static str, flag: &ReadyFlag) {
+        let mut checks = self.checks.lock().unwrap_or_else(PoisonError::into_inner);
+        checks.retain(|(n, _)| *n != name);
+        checks.push((name, flag.0.clone()));
     }
 
     /// The names of the checks not passed yet; empty when ready.
@@ -614,10 +721,14 @@ mod tests {
     }
 
     fn metrics() -> Arc<Metrics> {
-        Arc::new(Metrics::new(
+        Arc::new(Metrics::default())
+    }
+
+    fn series(m: &Metrics) -> Series {
+        m.series(
             &["/api".to_owned(), "/api".to_owned(), "/".to_owned()],
             &["app".to_owned()],
-        ))
+        )
     }
 
     #[test]
@@ -651,16 +762,49 @@ mod tests {
     #[test]
     fn routes_sharing_a_prefix_share_a_label() {
         let m = metrics();
-        m.count_request(Some(0), 200);
-        m.count_request(Some(1), 200);
-        m.count_request(Some(2), 401);
-        m.count_request(None, 404);
-        m.count_request(None, 404);
+        let s = series(&m);
+        s.count_request(Some(0), 200);
+        s.count_request(Some(1), 200);
+        s.count_request(Some(2), 401);
+        s.count_request(None, 404);
+        s.count_request(None, 404);
         let text = m.render();
         assert!(text.contains("jwtgate_requests_total{route=\"/api\",status=\"200\"} 2\n"));
         assert!(text.contains("jwtgate_requests_total{route=\"/\",status=\"401\"} 1\n"));
         assert!(text.contains("jwtgate_requests_total{route=\"unmatched\",status=\"404\"} 2\n"));
         assert_eq!(text.matches("jwtgate_requests_total{").count(), 3);
+    }
+
+    #[test]
+    fn a_reloaded_config_keeps_counting_into_the_series_it_shares() {
+        let m = metrics();
+        let before = series(&m);
+        before.count_request(Some(0), 200);
+        before.observe_upstream(0, Duration::from_millis(1));
+        let after = m.series(&["/".to_owned(), "/new".to_owned()], &["app".to_owned()]);
+        after.count_request(Some(1), 200);
+        after.count_request(Some(0), 401);
+        after.observe_upstream(0, Duration::from_millis(1));
+        m.count_reload(Some(1_800_000_000));
+        m.count_reload(None);
+        let text = m.render();
+        assert!(text.contains("jwtgate_requests_total{route=\"/api\",status=\"200\"} 1\n"));
+        assert!(text.contains("jwtgate_requests_total{route=\"/new\",status=\"200\"} 1\n"));
+        assert!(text.contains("jwtgate_requests_total{route=\"/\",status=\"401\"} 1\n"));
+        assert!(text.contains("jwtgate_upstream_seconds_count{upstream=\"app\"} 2\n"));
+        assert!(text.contains("jwtgate_config_reloads_total{result=\"success\"} 1\n"));
+        assert!(text.contains("jwtgate_config_reloads_total{result=\"failure\"} 1\n"));
+        assert!(text.contains("jwtgate_config_loaded_timestamp_seconds 1800000000\n"));
+    }
+
+    #[test]
+    fn a_check_registered_again_replaces_the_old_one() {
+        let r = Readiness::default();
+        let _old = r.check("key_sources");
+        let new = r.check("key_sources");
+        assert_eq!(r.pending(), ["key_sources"]);
+        new.set(true);
+        assert!(r.pending().is_empty());
     }
 
     #[test]

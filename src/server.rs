@@ -8,13 +8,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config;
-use crate::gateway::Gateway;
+use crate::reload::Live;
 
 /// Connection-level limits, from `[server]`.
 #[derive(Clone, Debug)]
@@ -57,14 +56,16 @@ const H1_MIN_BUF: usize = 8192;
 
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `limits.shutdown_grace` for open connections to finish their requests.
+///
+/// Each connection handshakes with the TLS config in force when it was
+/// accepted, and each request runs on the gateway in force when it arrived
+/// (to its end, even if a reload swaps in another meanwhile).
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Flipped once on shutdown; every connection then finishes its
     // in-flight requests and closes (HTTP/2 sends GOAWAY).
@@ -84,7 +85,7 @@ pub async fn serve(
         // The decoded header list (RFC 9113 §6.5.2); hyper refuses larger ones.
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     tokio::pin!(shutdown);
-    gateway.set_serving(true);
+    live.gateway().set_serving(true);
 
     loop {
         let permit = tokio::select! {
@@ -107,12 +108,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let gateway = gateway.clone();
+        let acceptor = TlsAcceptor::from(live.tls());
+        let live = live.clone();
         let http = http.clone();
         let mut drain = drain.clone();
         let handshake_timeout = limits.handshake_timeout;
-        let open = gateway.connection_opened();
+        let open = live.gateway().connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -128,7 +129,7 @@ pub async fn serve(
                 }
             };
             let service = service_fn(move |request| {
-                let gateway = gateway.clone();
+                let gateway = live.gateway();
                 async move { gateway.handle(request, client).await }
             });
             let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -159,7 +160,7 @@ pub async fn serve(
     }
 
     // Draining: tell load balancers to stop sending before connections close.
-    gateway.set_serving(false);
+    live.gateway().set_serving(false);
     // Closed first, so new clients are refused at once rather than left in
     // the kernel's backlog until the drain ends.
     drop(listener);

@@ -197,6 +197,58 @@ pub fn decode_unverified(token: &str) -> Result<(Value, Value), UnreadableToken>
     Ok((json(header)?, json(payload)?))
 }
 
+/// Member names that appear more than once at the top level of the header
+/// or the claims: `serde_json::Value` (and so [`decode_unverified`]) keeps
+/// the last copy silently, while the gateway refuses such a token.
+pub fn duplicate_members(token: &str) -> Vec<String> {
+    token
+        .trim()
+        .split('.')
+        .take(2)
+        .filter_map(|segment| URL_SAFE_NO_PAD.decode(segment).ok())
+        .flat_map(|json| {
+            let mut names = serde_json::from_slice::<MemberNames>(&json)
+                .map(|m| m.0)
+                .unwrap_or_default();
+            names.sort();
+            let mut dups: Vec<String> = names
+                .windows(2)
+                .filter(|w| w[0] == w[1])
+                .map(|w| w[0].clone())
+                .collect();
+            dups.dedup();
+            dups
+        })
+        .collect()
+}
+
+/// Every top-level member name of a JSON object, duplicates kept.
+struct MemberNames(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for MemberNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = MemberNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MemberNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    names.push(name);
+                }
+                Ok(MemberNames(names))
+            }
+        }
+        d.deserialize_map(Names)
+    }
+}
+
 /// Re-encodes `token` with its claims edited but its signature kept: what an
 /// attacker who can read a token but not sign one is able to produce.
 pub fn tamper(token: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> Option<String> {

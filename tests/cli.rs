@@ -40,7 +40,13 @@ fn jwtgate(args: &[&str], dir: &std::path::Path) -> Output {
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("jwtgate-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // The example config names config/revoked.toml.
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(
+        dir.join("config/revoked.toml"),
+        include_str!("../config/revoked.toml"),
+    )
+    .unwrap();
     dir
 }
 
@@ -151,6 +157,22 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
         "{text}"
     );
     assert!(text.contains("expires: in "), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+
+    // A duplicated claim: shown, with a warning that the gateway refuses it.
+    let (header, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let payload = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r#"{"sub":"42","role":"user","role":"admin"}"#,
+    );
+    let doubled = format!("{header}.{payload}.{signature}");
+    let inspect = jwtgate(&["token", "inspect", &doubled], &dir);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("warning: \"role\" appears more than once (shown: the last copy); the gateway refuses this token"),
+        "{text}"
+    );
 
     let verified = jwtgate(
         &["token", "inspect", &token, "--secret-env", "JWTGATE_SECRET"],
@@ -191,50 +213,117 @@ fn check_prints_the_route_table_longest_prefix_first() {
     let prefixes: Vec<&str> = text
         .lines()
         .skip(1)
+        .filter(|l| l.starts_with('/'))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(prefixes, ["/public", "/admin", "/"]);
+    assert!(
+        text.contains("revocation list: config/revoked.toml (0 entries)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reload: on SIGHUP and on file changes (checked every 1s)"),
+        "{text}"
+    );
+}
+
+/// `jwtgate serve` on the example config, in `dir`, proxying to `upstream`.
+struct Served {
+    child: std::process::Child,
+    client: support::Client,
+}
+
+impl Served {
+    /// The example config with a free port, `upstream`, no iss/aud checks,
+    /// and `edit` applied.
+    fn config(upstream: &Upstream, port: u16, edit: impl Fn(String) -> String) -> String {
+        edit(
+            include_str!("../config/jwtgate.toml")
+                .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
+                .replace("127.0.0.1:8080", &upstream.addr.to_string())
+                .replace("issuers = [", "# issuers = [")
+                .replace("audiences = [", "# audiences = ["),
+        )
+    }
+
+    async fn start(dir: &std::path::Path, port: u16) -> Served {
+        let child = Command::new(BIN)
+            .args(["serve", "--config", "jwtgate.toml"])
+            .current_dir(dir)
+            .env("JWTGATE_SECRET", support::SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "gateway did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ca = CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap();
+        let client = support::Client::with_roots(addr, vec![ca], Protocol::Http1);
+        Served { child, client }
+    }
+
+    fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// SIGTERM, then the exit status and everything logged.
+    async fn stop(self) -> (std::process::ExitStatus, String) {
+        self.signal("-TERM");
+        let output = tokio::task::spawn_blocking(move || self.child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn user_42_token() -> String {
+    support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({
+            "sub": "42",
+            "role": "user",
+            "iat": jwtgate::gateway::unix_now() - 5,
+            "exp": jwtgate::gateway::unix_now() + 60,
+        }),
+    )
 }
 
 #[tokio::test]
 async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     let dir = scratch("serve");
     let upstream = Upstream::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = include_str!("../config/jwtgate.toml")
-        .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8080", &upstream.addr.to_string())
-        .replace("issuers = [", "# issuers = [")
-        .replace("audiences = [", "# audiences = [");
-    std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config", "jwtgate.toml"])
-        .current_dir(&dir)
-        .env("JWTGATE_SECRET", support::SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "gateway did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ca = CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap();
-    let client = support::Client::with_roots(addr, vec![ca], Protocol::Http1);
-    let token = support::mint_with(
-        support::SECRET,
-        Some("2026-11"),
-        serde_json::json!({"sub": "42", "role": "user", "exp": jwtgate::gateway::unix_now() + 60}),
-    );
+    let port = free_port();
+    std::fs::write(
+        dir.join("jwtgate.toml"),
+        Served::config(&upstream, port, |c| c),
+    )
+    .unwrap();
+    let served = Served::start(&dir, port).await;
+    let client = &served.client;
+    let token = user_42_token();
     let reply = client.get("/orders", Some(&token)).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(upstream.last().header("x-user-id"), Some("42"));
@@ -251,19 +340,11 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     }
     let _ = key_mode;
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(output.status.success(), "{:?}", output.status);
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status:?}");
 
     // One JSON access line per request, with the request id the upstream
     // got, and never the token.
-    let log = String::from_utf8_lossy(&output.stderr);
     assert!(!log.contains(&token), "the token was logged");
     let access: Vec<serde_json::Value> = log
         .lines()
@@ -281,6 +362,88 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     );
     assert_eq!(access[1]["status"], 401);
     assert_eq!(access[1]["reason"], "missing");
+}
+
+#[tokio::test]
+async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothing() {
+    let dir = scratch("sighup");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    // Only SIGHUP reloads here: the file watcher is off.
+    let no_watch = |c: String| c.replace("\nwatch = true ", "\nwatch = false");
+    let base = Served::config(&upstream, port, no_watch);
+    assert!(base.contains("watch = false"));
+    std::fs::write(dir.join("jwtgate.toml"), &base).unwrap();
+    let served = Served::start(&dir, port).await;
+    let client = &served.client;
+    let token = user_42_token();
+    assert_eq!(
+        client.get("/hello", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let hello = "\n[[route]]\npath = \"/hello\"\nupstream = \"app\"\nauth = \"none\"\n";
+    std::fs::write(dir.join("jwtgate.toml"), format!("{base}{hello}")).unwrap();
+    served.signal("-HUP");
+    let started = Instant::now();
+    while client.get("/hello", None).await.status != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGHUP did not reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A broken file: refused, the running config (with /hello) stays.
+    std::fs::write(dir.join("jwtgate.toml"), format!("{base}{hello}[[route]\n")).unwrap();
+    served.signal("-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.get("/hello", None).await.status, StatusCode::OK);
+    assert_eq!(
+        client.get("/orders", Some(&token)).await.status,
+        StatusCode::OK
+    );
+
+    // Revoking user 42's tokens issued until now.
+    std::fs::write(dir.join("jwtgate.toml"), format!("{base}{hello}")).unwrap();
+    std::fs::write(
+        dir.join("config/revoked.toml"),
+        "[[revoke]]\nsub = \"42\"\nbefore = \"2100-01-01T00:00:00Z\"\n",
+    )
+    .unwrap();
+    served.signal("-HUP");
+    let started = Instant::now();
+    while client.get("/orders", Some(&token)).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "revocation not loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status:?}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let messages = |text: &str| {
+        lines
+            .iter()
+            .filter(|l| l["message"] == text)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(messages("config reloaded").len(), 2, "{log}");
+    let failed = messages("config reload failed; keeping the running config");
+    assert_eq!(failed.len(), 1, "{log}");
+    let error = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("jwtgate.toml:"), "{error}");
+    let revoked: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "access" && l["reason"] == "revoked")
+        .collect();
+    assert!(!revoked.is_empty(), "{log}");
+    assert_eq!(revoked[0]["status"], 401);
 }
 
 #[test]
@@ -325,6 +488,43 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
         "{text}"
     );
     assert!(text.contains("decision: forward to the upstream"), "{text}");
+
+    // The same token, revoked by its jti.
+    let dir = scratch("explain");
+    std::fs::write(
+        dir.join("jwtgate.toml"),
+        include_str!("../config/jwtgate.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config/revoked.toml"),
+        "[[revoke]]\njti = \"stolen\"\n",
+    )
+    .unwrap();
+    let stolen = support::mint_with(
+        support::SECRET,
+        Some("2026-11"),
+        serde_json::json!({"sub": "42", "role": "user", "iss": "https://login.example.com",
+            "aud": "orders-api", "jti": "stolen", "exp": jwtgate::gateway::unix_now() + 60}),
+    );
+    let revoked = jwtgate(
+        &[
+            "explain",
+            "--config",
+            "jwtgate.toml",
+            "--token",
+            &stolen,
+            "GET",
+            "/orders",
+        ],
+        &dir,
+    );
+    let text = String::from_utf8_lossy(&revoked.stdout);
+    assert!(
+        text.contains("authorization: refused: revoked: token id is revoked"),
+        "{text}"
+    );
+    assert!(text.contains("decision: answer 401 Unauthorized"), "{text}");
 }
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {

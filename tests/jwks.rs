@@ -228,7 +228,7 @@ async fn jwks_token_is_accepted_and_forwards_its_identity() {
     let a = IdpKey::new("a");
     let idp = JwksServer::start(&[&a]).await;
     let upstream = Upstream::start().await;
-    let gateway = TestGateway::start(&idp.config("5m", "0s"), upstream.addr).await;
+    let gateway = TestGateway::start(&idp.config("5m", "100ms"), upstream.addr).await;
     let client = gateway.client();
     assert!(
         eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
@@ -247,14 +247,16 @@ async fn new_kid_is_accepted_without_restart_and_removed_kid_is_refused_after_re
     let (a, b) = (IdpKey::new("a"), IdpKey::new("b"));
     let idp = JwksServer::start(&[&a]).await;
     let upstream = Upstream::start().await;
-    let gateway = TestGateway::start(&idp.config("300ms", "0s"), upstream.addr).await;
+    let gateway = TestGateway::start(&idp.config("1s", "100ms"), upstream.addr).await;
     let client = gateway.client();
     assert!(
         eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
             .await
     );
-    // The IdP rotates: b appears. Its first token triggers a refresh.
+    // The IdP rotates: b appears. Its first token triggers a refresh (once
+    // the 100 ms cooldown since the last fetch has passed).
     idp.publish(&[&a, &b]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
         client.get("/x", Some(&b.token())).await.status,
         StatusCode::OK
@@ -278,7 +280,7 @@ async fn cached_keys_keep_working_while_the_endpoint_is_down() {
     let a = IdpKey::new("a");
     let idp = JwksServer::start(&[&a]).await;
     let upstream = Upstream::start().await;
-    let gateway = TestGateway::start(&idp.config("100ms", "100ms"), upstream.addr).await;
+    let gateway = TestGateway::start(&idp.config("1s", "100ms"), upstream.addr).await;
     let client = gateway.client();
     assert!(
         eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
@@ -335,7 +337,7 @@ async fn source_that_never_loaded_answers_503_and_is_not_ready() {
 async fn gateway_becomes_ready_once_every_source_loaded() {
     let a = IdpKey::new("a");
     let idp = JwksServer::start(&[&a]).await;
-    let text = idp.config("5m", "0s").replace("UPSTREAM", "127.0.0.1:9");
+    let text = idp.config("5m", "100ms").replace("UPSTREAM", "127.0.0.1:9");
     let gateway = Gateway::new(
         Config::from_toml_str(&text, "t.toml", &|_| Some(support::SECRET.to_owned())).unwrap(),
     );
@@ -370,7 +372,7 @@ async fn token_of_another_issuer_is_refused_by_the_bound_jwks_keys() {
     let a = IdpKey::new("a");
     let idp = JwksServer::start(&[&a]).await;
     let upstream = Upstream::start().await;
-    let gateway = TestGateway::start(&idp.config("5m", "0s"), upstream.addr).await;
+    let gateway = TestGateway::start(&idp.config("5m", "100ms"), upstream.addr).await;
     let client = gateway.client();
     assert!(
         eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
@@ -443,4 +445,13 @@ upstream = "app"
             .await
             .is_err()
     );
+    assert_eq!(gateway.keyring().cache_stats().misses, 2);
+    // HMAC and malformed tokens are never cached: no lookup is counted.
+    for never_cached in [support::token("user"), "not.a.token".to_owned()] {
+        let _ = gateway
+            .keyring()
+            .verify(&never_cached, &validation, unix_now(), &mut None)
+            .await;
+    }
+    assert_eq!(gateway.keyring().cache_stats().misses, 2);
 }

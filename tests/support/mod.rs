@@ -28,6 +28,7 @@ use jwtgate::config::Config;
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::Alg;
 use jwtgate::keys::Key;
+use jwtgate::reload::Live;
 use jwtgate::server::{self, Limits};
 use jwtgate::tls::{self, DevPki};
 
@@ -220,7 +221,8 @@ impl TestGateway {
             tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key()).unwrap();
         let limits = Limits::from(&config.server);
         let admin_listen = config.admin.as_ref().map(|a| a.listen);
-        let gateway = Arc::new(Gateway::new(config));
+        let live = Arc::new(Live::new(Gateway::new(config), tls_config));
+        let gateway = live.gateway();
         let admin = match admin_listen {
             Some(listen) => {
                 let listener = TcpListener::bind(listen).await.unwrap();
@@ -238,15 +240,9 @@ impl TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
-            listener,
-            tls_config,
-            gateway,
-            limits,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let task = tokio::spawn(server::serve(listener, live, limits, async {
+            let _ = stopped.await;
+        }));
         TestGateway {
             addr,
             admin,

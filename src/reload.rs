@@ -1,0 +1,347 @@
+//! Hot reload: on SIGHUP, or when the config file or a file it names
+//! changes, a new gateway and TLS config are built from scratch, validated,
+//! and swapped in. An invalid config changes nothing: the running one stays,
+//! one error line is logged and `jwtgate_config_reloads_total{result="failure"}`
+//! counts it.
+//!
+//! Requests already running finish on the gateway they started with (they
+//! hold an `Arc` to it); the next request, even on the same connection, gets
+//! the new one. New connections handshake with the new certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::{Gateway, unix_now};
+use crate::tls::{self, TlsError};
+
+/// The gateway and TLS config in force.
+pub struct Live {
+    gateway: ArcSwap<Gateway>,
+    tls: ArcSwap<ServerConfig>,
+}
+
+impl Live {
+    pub fn new(gateway: Gateway, tls: Arc<ServerConfig>) -> Live {
+        Live {
+            gateway: ArcSwap::from_pointee(gateway),
+            tls: ArcSwap::new(tls),
+        }
+    }
+
+    /// The gateway for a request arriving now.
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.load_full()
+    }
+
+    /// The TLS config for a connection accepted now.
+    pub fn tls(&self) -> Arc<ServerConfig> {
+        self.tls.load_full()
+    }
+}
+
+/// Why a reload was refused; the running config is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{config}: {source}")]
+    Tls { config: String, source: TlsError },
+    #[error(
+        "{config}: a JWKS source did not load within {}s; keeping the running config",
+        wait.as_secs()
+    )]
+    KeysUnavailable { config: String, wait: Duration },
+}
+
+/// What a successful reload put in force.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub routes: usize,
+    pub revocations: usize,
+    /// Settings that changed in the file but only take effect on restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Reloads one config file into a [`Live`].
+pub struct Reloader {
+    path: PathBuf,
+    live: Arc<Live>,
+    /// The config the process started with, for what a reload cannot change.
+    started: Fixed,
+    /// How long a new JWKS URL may take to load before the reload is refused.
+    key_wait: Duration,
+    /// The watched files as last read; also one reload at a time (SIGHUP
+    /// and the file watcher may race).
+    seen: tokio::sync::Mutex<Fingerprint>,
+}
+
+impl Reloader {
+    /// `started`: [`Reloader::fixed_settings`] of the config the process
+    /// started with.
+    pub fn new(path: &Path, live: Arc<Live>, started: FixedSettings) -> Reloader {
+        let mut reloader = Reloader {
+            path: path.to_owned(),
+            live,
+            started: started.0,
+            key_wait: Duration::from_secs(10),
+            seen: tokio::sync::Mutex::new(Fingerprint(Vec::new())),
+        };
+        *reloader.seen.get_mut() = Fingerprint::of(&reloader.watched_files());
+        reloader
+    }
+
+    /// What a reload of `config` cannot change (listeners, runtime, logging).
+    pub fn fixed_settings(config: &Config) -> FixedSettings {
+        FixedSettings(Fixed::of(config))
+    }
+
+    /// Reads, validates and swaps in the config file and everything it names.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut seen = self.seen.lock().await;
+        // Taken before reading: an edit made while loading triggers another reload.
+        *seen = Fingerprint::of(&self.watched_files());
+        let result = self.build().await;
+        if result.is_ok() {
+            // The new config may name other files.
+            *seen = Fingerprint::of(&self.watched_files());
+        }
+        let metrics = self.live.gateway().metrics().clone();
+        match &result {
+            Ok(_) => metrics.count_reload(Some(unix_now())),
+            Err(_) => metrics.count_reload(None),
+        }
+        result
+    }
+
+    async fn build(&self) -> Result<Reloaded, ReloadError> {
+        let config = Config::load(&self.path)?;
+        let file = self.path.display().to_string();
+        let tls = tls::load_server_config(&config.server.tls_cert, &config.server.tls_key)
+            .map_err(|source| ReloadError::Tls {
+                config: file.clone(),
+                source,
+            })?;
+        let needs_restart = self.started.differences(&Fixed::of(&config));
+        let routes = config.routes.routes().len();
+        let revocations = config.revocations.len();
+        let gateway = Gateway::reloaded(config, &self.live.gateway());
+        // A new JWKS URL must have loaded: swapping in a key set that cannot
+        // decide any token would turn valid requests into 503s.
+        let waited = tokio::time::timeout(self.key_wait, async {
+            while !gateway.keys_ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        if waited.await.is_err() {
+            return Err(ReloadError::KeysUnavailable {
+                config: file,
+                wait: self.key_wait,
+            });
+        }
+        self.live.tls.store(tls);
+        gateway.take_over();
+        self.live.gateway.store(Arc::new(gateway));
+        Ok(Reloaded {
+            routes,
+            revocations,
+            needs_restart,
+        })
+    }
+
+    /// Reloads, logging the outcome: what the signal handler and the file
+    /// watcher call.
+    pub async fn reload_and_log(&self, why: &str) {
+        match self.reload().await {
+            Ok(done) => {
+                tracing::info!(
+                    trigger = why,
+                    routes = done.routes,
+                    revocations = done.revocations,
+                    "config reloaded"
+                );
+                if !done.needs_restart.is_empty() {
+                    tracing::warn!(
+                        settings = ?done.needs_restart,
+                        "changed settings take effect only after a restart"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::error!(trigger = why, error = %err, "config reload failed; keeping the running config");
+            }
+        }
+    }
+
+    /// Reloads on every SIGHUP and, with `poll`, whenever the config file or
+    /// a file it names changes (checked every `poll`). Runs until dropped.
+    pub async fn run(self: Arc<Self>, poll: Option<Duration>) {
+        let mut hangup = hangup_signal();
+        let mut tick = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let why = tokio::select! {
+                () = next_hangup(&mut hangup) => "SIGHUP",
+                _ = tick.tick(), if poll.is_some() => {
+                    if Fingerprint::of(&self.watched_files()) == *self.seen.lock().await {
+                        continue;
+                    }
+                    // Editors and `kubectl` may write in several steps: wait
+                    // until the files stop changing before reading them.
+                    tokio::time::sleep(SETTLE).await;
+                    "file change"
+                }
+            };
+            // Also after a failure the files count as seen: the next edit
+            // triggers the next attempt.
+            self.reload_and_log(why).await;
+        }
+    }
+
+    /// The config file and every file the config in force was built from.
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let gateway = self.live.gateway();
+        let mut files = vec![self.path.clone()];
+        files.extend(gateway.files().iter().cloned());
+        files
+    }
+}
+
+/// Pause between seeing a change and reading the files.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Per file: modification time, length and inode (a ConfigMap update
+/// swaps a symlink: a new inode even if time and size look the same).
+#[derive(PartialEq, Eq)]
+struct Fingerprint(Vec<Option<(SystemTime, u64, u64)>>);
+
+impl Fingerprint {
+    fn of(files: &[PathBuf]) -> Fingerprint {
+        Fingerprint(
+            files
+                .iter()
+                .map(|path| {
+                    let meta = std::fs::metadata(path).ok()?;
+                    Some((meta.modified().ok()?, meta.len(), inode(&meta)))
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; reload by file change only");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+async fn next_hangup(hangup: &mut Hangup) {
+    #[cfg(unix)]
+    if let Some(signal) = hangup
+        && signal.recv().await.is_some()
+    {
+        return;
+    }
+    let _ = hangup;
+    std::future::pending::<()>().await
+}
+
+/// The settings bound at start-up, taken before the config is consumed.
+pub struct FixedSettings(Fixed);
+
+/// Settings bound when the process starts: listeners, runtime, connection
+/// handling and logging. A reload that changes them warns instead.
+#[derive(Clone, PartialEq)]
+struct Fixed {
+    listen: std::net::SocketAddr,
+    admin: Option<std::net::SocketAddr>,
+    workers: Option<usize>,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+    shutdown_grace: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+    log: crate::config::Log,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Fixed {
+        let server = &config.server;
+        Fixed {
+            listen: server.listen,
+            admin: config.admin.as_ref().map(|a| a.listen),
+            workers: server.workers,
+            max_connections: server.max_connections,
+            handshake_timeout: server.handshake_timeout,
+            header_read_timeout: server.header_read_timeout,
+            shutdown_grace: server.shutdown_grace,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
+            log: config.log.clone(),
+        }
+    }
+
+    fn differences(&self, other: &Fixed) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |same: bool, name: &'static str| {
+            if !same {
+                changed.push(name);
+            }
+        };
+        check(self.listen == other.listen, "server.listen");
+        check(self.admin == other.admin, "admin.listen");
+        check(self.workers == other.workers, "server.workers");
+        check(
+            self.max_connections == other.max_connections,
+            "server.max_connections",
+        );
+        check(
+            self.handshake_timeout == other.handshake_timeout,
+            "server.handshake_timeout",
+        );
+        check(
+            self.header_read_timeout == other.header_read_timeout,
+            "server.header_read_timeout",
+        );
+        check(
+            self.shutdown_grace == other.shutdown_grace,
+            "server.shutdown_grace",
+        );
+        check(
+            self.max_header_bytes == other.max_header_bytes,
+            "server.max_header_bytes",
+        );
+        check(self.max_headers == other.max_headers, "server.max_headers");
+        check(self.log == other.log, "log");
+        changed
+    }
+}

@@ -1,0 +1,413 @@
+//! Emergency revocation: token ids and subjects refused although their
+//! tokens verify.
+//!
+//! ```toml
+//! [[revoke]]
+//! jti = "9f1c…"                      # this one token
+//! [[revoke]]
+//! sub = "42"
+//! before = "2026-11-28T12:00:00Z"    # user 42's tokens issued (iat) earlier
+//! ```
+//!
+//! The file is named by `[revocation] file` and reloaded with the config.
+//! Lookups are two hash probes, done only when the file lists anything.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{ConfigError, key_path_at, line_of};
+use crate::jwt::Verified;
+
+/// The revocation list in force.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    tokens: HashSet<Box<str>>,
+    /// User id → tokens issued before this Unix time are refused
+    /// (`i64::MAX`: every token of that user).
+    subjects: HashMap<Box<str>, i64>,
+}
+
+/// Why a verified token is refused anyway.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Revoked {
+    #[error("token id is revoked")]
+    Token,
+    #[error("tokens of this user issued before {before} are revoked")]
+    Subject { before: i64 },
+    #[error("tokens of this user are revoked and the token has no iat")]
+    SubjectWithoutIat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    revoke: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    jti: Option<Spanned<String>>,
+    sub: Option<Spanned<String>>,
+    before: Option<Spanned<Timestamp>>,
+    /// Free text for the operator (ticket, reason); not used.
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+/// `before` as a quoted RFC 3339 string (as documented) or a bare TOML
+/// offset date-time.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Timestamp {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl Revocations {
+    pub fn load(path: &Path) -> Result<Revocations, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {err}"),
+        })?;
+        Revocations::from_toml_str(&text, &file)
+    }
+
+    pub fn from_toml_str(text: &str, file: &str) -> Result<Revocations, ConfigError> {
+        let error =
+            |span: Option<std::ops::Range<usize>>, key: String, message: String| ConfigError {
+                file: file.to_owned(),
+                line: span.map(|span| line_of(text, span.start)),
+                key,
+                message,
+            };
+        let raw: RawFile = toml::from_str(text).map_err(|err| {
+            let key = err
+                .span()
+                .map(|span| key_path_at(text, span.start))
+                .unwrap_or_default();
+            error(err.span(), key, err.message().trim().to_owned())
+        })?;
+        let mut list = Revocations::default();
+        for (i, entry) in raw.revoke.iter().enumerate() {
+            let at = |field: &str| format!("revoke[{i}]{field}");
+            let span = Some(entry.span());
+            let entry = entry.get_ref();
+            let before = match &entry.before {
+                Some(before) => Some(parse_before(before.get_ref()).ok_or_else(|| {
+                    error(
+                        Some(before.span()),
+                        at(".before"),
+                        "is not an RFC 3339 date-time with a time zone, e.g. \"2026-11-28T12:00:00Z\"".to_owned(),
+                    )
+                })?),
+                None => None,
+            };
+            match (&entry.jti, &entry.sub) {
+                (Some(jti), None) => {
+                    if jti.get_ref().is_empty() {
+                        return Err(error(Some(jti.span()), at(".jti"), "is empty".to_owned()));
+                    }
+                    if let Some(b) = &entry.before {
+                        return Err(error(
+                            Some(b.span()),
+                            at(".before"),
+                            "applies to sub entries only; a jti names one token".to_owned(),
+                        ));
+                    }
+                    list.tokens.insert(jti.get_ref().as_str().into());
+                }
+                (None, Some(sub)) => {
+                    if sub.get_ref().is_empty() {
+                        return Err(error(Some(sub.span()), at(".sub"), "is empty".to_owned()));
+                    }
+                    let before = before.unwrap_or(i64::MAX);
+                    // Two entries for one user: the later cut-off covers both.
+                    let slot = list
+                        .subjects
+                        .entry(sub.get_ref().as_str().into())
+                        .or_insert(before);
+                    *slot = (*slot).max(before);
+                }
+                _ => {
+                    return Err(error(
+                        span,
+                        at(""),
+                        "set exactly one of jti or sub".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// Refuses a verified token whose id is listed, or whose user is listed
+    /// and was issued before the cut-off. A listed user's token without
+    /// `iat` cannot show it is newer, so it is refused too.
+    pub fn check(&self, verified: &Verified) -> Result<(), Revoked> {
+        if !self.tokens.is_empty()
+            && let Some(jti) = &verified.jti
+            && self.tokens.contains(jti.as_str())
+        {
+            return Err(Revoked::Token);
+        }
+        if !self.subjects.is_empty()
+            && let Some(user) = &verified.user
+            && let Some(&before) = self.subjects.get(user.as_str())
+        {
+            return match verified.iat {
+                Some(iat) if iat >= before => Ok(()),
+                Some(_) => Err(Revoked::Subject { before }),
+                None => Err(Revoked::SubjectWithoutIat),
+            };
+        }
+        Ok(())
+    }
+
+    /// Entries in force: revoked token ids plus revoked users.
+    pub fn len(&self) -> usize {
+        self.tokens.len() + self.subjects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn parse_before(before: &Timestamp) -> Option<i64> {
+    match before {
+        Timestamp::Text(text) => parse_rfc3339(text),
+        Timestamp::Toml(datetime) => parse_rfc3339(&datetime.to_string()),
+    }
+}
+
+/// RFC 3339 §5.6 `date-time` to Unix seconds (fractions dropped, leap
+/// second 60 read as 59). A time zone is required: a local time would mean
+/// something different on every replica.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter().all(u8::is_ascii_digit).then_some(())?;
+        part.iter().try_fold(0i64, |n, d| {
+            n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+        })
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &fraction[n..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let two = |a: u8, b: u8| -> Option<i64> {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            };
+            let (h, m) = (two(*h1, *h2)?, two(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = h * 60 + m;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) - offset * 60)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::Alg;
+
+    fn token(user: &str, jti: Option<&str>, iat: Option<i64>) -> Verified {
+        Verified {
+            alg: Alg::HS256,
+            kid: None,
+            user: Some(user.to_owned()),
+            roles: vec![],
+            exp: None,
+            iat,
+            jti: jti.map(str::to_owned),
+        }
+    }
+
+    fn list(text: &str) -> Revocations {
+        Revocations::from_toml_str(text, "revoked.toml").unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        Revocations::from_toml_str(text, "revoked.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn rfc3339_known_values() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(1_795_867_200));
+        assert_eq!(
+            parse_rfc3339("2026-11-28t12:00:00.999z"),
+            Some(1_795_867_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T13:30:00+01:30"),
+            Some(1_795_867_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T10:00:00-02:00"),
+            Some(1_795_867_200)
+        );
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        assert_eq!(parse_rfc3339("2016-12-31T23:59:60Z"), Some(1_483_228_799));
+    }
+
+    #[test]
+    fn rfc3339_refuses_anything_else() {
+        for bad in [
+            "",
+            "2026-11-28",
+            "2026-11-28T12:00:00",
+            "2026-11-28T12:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-31T00:00:00Z",
+            "2026-11-28T24:00:00Z",
+            "2026-11-28T12:60:00Z",
+            "2026-11-28T12:00:00.Z",
+            "2026-11-28T12:00:00+0100",
+            "2026-11-28T12:00:00+24:00",
+            "+2026-11-28T12:00:00Z",
+            "2026-11-28T12:00:00ZZ",
+            "२०२६-11-28T12:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_listed_token_id_is_revoked_and_others_are_not() {
+        let list = list("[[revoke]]\njti = \"t-1\"\n");
+        assert_eq!(
+            list.check(&token("42", Some("t-1"), None)),
+            Err(Revoked::Token)
+        );
+        assert_eq!(list.check(&token("42", Some("t-2"), None)), Ok(()));
+        assert_eq!(list.check(&token("42", None, None)), Ok(()));
+    }
+
+    #[test]
+    fn a_subject_is_revoked_before_the_cut_off_only() {
+        let list = list("[[revoke]]\nsub = \"42\"\nbefore = \"1970-01-01T00:01:40Z\"\n");
+        assert_eq!(
+            list.check(&token("42", None, Some(99))),
+            Err(Revoked::Subject { before: 100 })
+        );
+        assert_eq!(list.check(&token("42", None, Some(100))), Ok(()));
+        assert_eq!(list.check(&token("43", None, Some(1))), Ok(()));
+        assert_eq!(
+            list.check(&token("42", None, None)),
+            Err(Revoked::SubjectWithoutIat)
+        );
+    }
+
+    #[test]
+    fn a_subject_without_before_is_revoked_entirely_and_the_latest_cut_off_wins() {
+        let list = list(
+            "[[revoke]]\nsub = \"7\"\n[[revoke]]\nsub = \"8\"\nbefore = 1970-01-01T00:00:10Z\n\
+             [[revoke]]\nsub = \"8\"\nbefore = \"1970-01-01T00:00:20Z\"\nnote = \"INC-1\"\n",
+        );
+        assert!(list.check(&token("7", None, Some(i64::MAX - 1))).is_err());
+        assert!(list.check(&token("8", None, Some(15))).is_err());
+        assert_eq!(list.check(&token("8", None, Some(20))), Ok(()));
+        assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn an_empty_file_revokes_nothing() {
+        let list = list("# nothing revoked\n");
+        assert!(list.is_empty());
+        assert_eq!(list.check(&token("42", Some("x"), None)), Ok(()));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_line_and_entry() {
+        assert_eq!(
+            error("[[revoke]]\njti = \"a\"\n[[revoke]]\nsub = \"1\"\nbefore = \"yesterday\"\n"),
+            "revoked.toml:5: revoke[1].before: is not an RFC 3339 date-time with a time zone, e.g. \"2026-11-28T12:00:00Z\""
+        );
+        assert!(
+            error("[[revoke]]\njti = \"a\"\nsub = \"1\"\n")
+                .starts_with("revoked.toml:1: revoke[0]: set exactly one of jti or sub")
+        );
+        assert!(error("[[revoke]]\n").contains("revoke[0]: set exactly one of jti or sub"));
+        assert!(
+            error("[[revoke]]\njti = \"a\"\nbefore = \"2026-11-28T12:00:00Z\"\n")
+                .starts_with("revoked.toml:3: revoke[0].before: applies to sub entries only")
+        );
+        assert!(
+            error("[[revoke]]\nsub = \"\"\n")
+                .starts_with("revoked.toml:2: revoke[0].sub: is empty")
+        );
+        assert!(
+            error("[[revoke]]\nuser = \"1\"\n")
+                .starts_with("revoked.toml:2: revoke[0].user: unknown field")
+        );
+        assert!(error("[[revoke]\n").starts_with("revoked.toml:1:"));
+        assert!(
+            error("[[revoke]]\nsub = \"1\"\nbefore = 2026-11-28T12:00:00\n")
+                .starts_with("revoked.toml:3: revoke[0].before:")
+        );
+    }
+}
