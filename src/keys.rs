@@ -85,6 +85,26 @@ pub enum KeyError {
     Pem(String),
 }
 
+/// Whether an uncompressed EC point lies on the curve of `alg`. ring checks
+/// this only when verifying (so a bad key would silently refuse every
+/// token); its ECDH validates a peer's public point fully (RFC 8422 §5.11
+/// / SP 800-56A partial validation), so one key agreement with a throwaway
+/// private key answers the question at load time.
+fn on_curve(alg: Alg, point: &[u8]) -> bool {
+    use ring::agreement;
+    let curve = match alg {
+        Alg::ES256 => &agreement::ECDH_P256,
+        Alg::ES384 => &agreement::ECDH_P384,
+        _ => return false,
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let Ok(private) = agreement::EphemeralPrivateKey::generate(curve, &rng) else {
+        return false;
+    };
+    let peer = agreement::UnparsedPublicKey::new(curve, point);
+    agreement::agree_ephemeral(private, &peer, |_| ()).is_ok()
+}
+
 /// What key type an algorithm needs, for messages.
 fn key_type_for(alg: Alg) -> &'static str {
     match alg {
@@ -196,11 +216,15 @@ impl Key {
             Alg::ES384 => 48,
             _ => return Err(wrong_type(alg, "an EC key")),
         };
-        // Only the uncompressed form; ring checks the point is on the curve
-        // when verifying, and a point that is not verifies nothing.
+        // Only the uncompressed form.
         if point.len() != 1 + 2 * size || point[0] != 0x04 {
             return Err(KeyError::Malformed {
                 what: "EC public point (uncompressed form expected)",
+            });
+        }
+        if !on_curve(alg, point) {
+            return Err(KeyError::Malformed {
+                what: "EC public point (not on the curve)",
             });
         }
         Ok(Key::with(kid, alg, Material::Ec(point.to_vec())))

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, key_path_at, line_of};
+use crate::config::{ConfigError, parse_toml, read_text};
 use crate::jwt::Verified;
 
 /// The revocation list in force.
@@ -70,31 +70,13 @@ enum Timestamp {
 
 impl Revocations {
     pub fn load(path: &Path) -> Result<Revocations, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
-            file: file.clone(),
-            line: None,
-            key: String::new(),
-            message: format!("cannot read: {err}"),
-        })?;
-        Revocations::from_toml_str(&text, &file)
+        Revocations::from_toml_str(&read_text(path)?, &path.display().to_string())
     }
 
     pub fn from_toml_str(text: &str, file: &str) -> Result<Revocations, ConfigError> {
         let error =
-            |span: Option<std::ops::Range<usize>>, key: String, message: String| ConfigError {
-                file: file.to_owned(),
-                line: span.map(|span| line_of(text, span.start)),
-                key,
-                message,
-            };
-        let raw: RawFile = toml::from_str(text).map_err(|err| {
-            let key = err
-                .span()
-                .map(|span| key_path_at(text, span.start))
-                .unwrap_or_default();
-            error(err.span(), key, err.message().trim().to_owned())
-        })?;
+            |span, key: String, message: &str| ConfigError::at(file, text, span, key, message);
+        let raw: RawFile = parse_toml(text, file)?;
         let mut list = Revocations::default();
         for (i, entry) in raw.revoke.iter().enumerate() {
             let at = |field: &str| format!("revoke[{i}]{field}");
@@ -105,7 +87,7 @@ impl Revocations {
                     error(
                         Some(before.span()),
                         at(".before"),
-                        "is not an RFC 3339 date-time with a time zone, e.g. \"2026-11-28T12:00:00Z\"".to_owned(),
+                        "is not an RFC 3339 date-time with a time zone, e.g. \"2026-11-28T12:00:00Z\"",
                     )
                 })?),
                 None => None,
@@ -113,20 +95,20 @@ impl Revocations {
             match (&entry.jti, &entry.sub) {
                 (Some(jti), None) => {
                     if jti.get_ref().is_empty() {
-                        return Err(error(Some(jti.span()), at(".jti"), "is empty".to_owned()));
+                        return Err(error(Some(jti.span()), at(".jti"), "is empty"));
                     }
                     if let Some(b) = &entry.before {
                         return Err(error(
                             Some(b.span()),
                             at(".before"),
-                            "applies to sub entries only; a jti names one token".to_owned(),
+                            "applies to sub entries only; a jti names one token",
                         ));
                     }
                     list.tokens.insert(jti.get_ref().as_str().into());
                 }
                 (None, Some(sub)) => {
                     if sub.get_ref().is_empty() {
-                        return Err(error(Some(sub.span()), at(".sub"), "is empty".to_owned()));
+                        return Err(error(Some(sub.span()), at(".sub"), "is empty"));
                     }
                     let before = before.unwrap_or(i64::MAX);
                     // Two entries for one user: the later cut-off covers both.
@@ -137,11 +119,7 @@ impl Revocations {
                     *slot = (*slot).max(before);
                 }
                 _ => {
-                    return Err(error(
-                        span,
-                        at(""),
-                        "set exactly one of jti or sub".to_owned(),
-                    ));
+                    return Err(error(span, at(""), "set exactly one of jti or sub"));
                 }
             }
         }

@@ -504,3 +504,21 @@ fn hmac_token_is_never_unavailable_because_jwks_hold_no_secrets() {
         Err(JwtError::UnknownKid { .. })
     ));
 }
+
+#[test]
+fn ec_point_off_the_curve_is_refused_at_load() {
+    let (x, y) = (b64d(A3_X), b64d(A3_Y));
+    assert!(Key::ec(None, Alg::ES256, &x, &y).is_ok());
+    let mut bent = y.clone();
+    bent[31] ^= 1;
+    assert!(matches!(
+        Key::ec(None, Alg::ES256, &x, &bent),
+        Err(KeyError::Malformed {
+            what: "EC public point (not on the curve)"
+        })
+    ));
+    // The point at infinity's stand-in and a P-256 point read as P-384.
+    assert!(Key::ec(None, Alg::ES256, &[0; 32], &[0; 32]).is_err());
+    let long = |v: &[u8]| [&[0u8; 16][..], v].concat();
+    assert!(Key::ec(None, Alg::ES384, &long(&x), &long(&y)).is_err());
+}

@@ -1,0 +1,130 @@
+//! The file as written: serde structs that refuse unknown keys and keep
+//! spans, so validation can point at the line of a bad value.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) server: RawServer,
+    pub(super) admin: Option<RawAdmin>,
+    pub(super) log: Option<RawLog>,
+    #[serde(default)]
+    pub(super) jwt: RawJwt,
+    #[serde(default)]
+    pub(super) upstream: Vec<RawUpstream>,
+    #[serde(default)]
+    pub(super) route: Vec<RawRoute>,
+    pub(super) revocation: Option<RawRevocation>,
+    pub(super) reload: Option<RawReload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub(super) watch: Option<bool>,
+    pub(super) watch_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRevocation {
+    pub(super) file: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Spanned<String>,
+    pub(super) tls_cert: PathBuf,
+    pub(super) tls_key: PathBuf,
+    pub(super) workers: Option<Spanned<usize>>,
+    pub(super) handshake_timeout: Option<Spanned<String>>,
+    pub(super) header_read_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) shutdown_grace: Option<Spanned<String>>,
+    pub(super) max_header_bytes: Option<Spanned<usize>>,
+    pub(super) max_headers: Option<Spanned<usize>>,
+    pub(super) max_uri_bytes: Option<Spanned<usize>>,
+    pub(super) max_body_bytes: Option<Spanned<u64>>,
+    pub(super) server_timing: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: Option<Spanned<String>>,
+    pub(super) format: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    #[serde(default)]
+    pub(super) issuers: Vec<String>,
+    #[serde(default)]
+    pub(super) audiences: Vec<String>,
+    pub(super) leeway: Option<Spanned<String>>,
+    pub(super) require: Option<Spanned<Vec<String>>>,
+    pub(super) user_claim: Option<Spanned<String>>,
+    pub(super) role_claim: Option<Spanned<String>>,
+    pub(super) query_param: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    pub(super) jwks: Vec<Spanned<RawJwks>>,
+    pub(super) verified_cache: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) kid: Option<Spanned<String>>,
+    pub(super) alg: Spanned<String>,
+    pub(super) secret_env: Option<Spanned<String>>,
+    pub(super) secret_file: Option<Spanned<PathBuf>>,
+    pub(super) public_key_file: Option<Spanned<PathBuf>>,
+    pub(super) issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwks {
+    pub(super) file: Option<Spanned<PathBuf>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) issuer: Option<String>,
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
+    pub(super) alg: Option<Spanned<String>>,
+    pub(super) refresh: Option<Spanned<String>>,
+    pub(super) cooldown: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) name: Spanned<String>,
+    pub(super) url: Spanned<String>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) path: Spanned<String>,
+    pub(super) upstream: Spanned<String>,
+    #[serde(default)]
+    pub(super) auth: Option<Spanned<String>>,
+    pub(super) methods: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) roles: Option<Spanned<Vec<String>>>,
+}

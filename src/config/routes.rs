@@ -1,0 +1,189 @@
+//! `[[upstream]]` and `[[route]]`.
+
+use http::{Method, Uri};
+use toml::Spanned;
+
+use super::Upstream;
+use super::duration::duration_or;
+use super::error::{Invalid, invalid};
+use super::raw::{RawRoute, RawUpstream};
+use crate::routes::{AuthMode, Route, RouteTable};
+
+pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
+    for (i, up) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("upstream[{i}].{field}");
+        if upstreams.iter().any(|u| u.name == *up.name.get_ref()) {
+            return Err(invalid(
+                &up.name,
+                at("name"),
+                format!("upstream {:?} is defined twice", up.name.get_ref()),
+            ));
+        }
+        let url: Uri = up.url.get_ref().parse().map_err(|err| {
+            invalid(
+                &up.url,
+                at("url"),
+                format!("{:?} is not a URL: {err}", up.url.get_ref()),
+            )
+        })?;
+        if url.scheme_str() != Some("http") || url.authority().is_none() {
+            return Err(invalid(
+                &up.url,
+                at("url"),
+                "must be http://host:port[/prefix] (TLS to upstreams is not supported yet)",
+            ));
+        }
+        if url.query().is_some() {
+            return Err(invalid(&up.url, at("url"), "must not have a query"));
+        }
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(invalid(
+                &up.url,
+                at("url"),
+                "must not carry credentials (user:password@)",
+            ));
+        }
+        upstreams.push(Upstream {
+            name: up.name.into_inner(),
+            url,
+            timeout: duration_or(up.timeout, &at("timeout"), 30)?,
+            connect_timeout: duration_or(up.connect_timeout, &at("connect_timeout"), 5)?,
+        });
+    }
+    Ok(upstreams)
+}
+
+pub(super) fn validate_routes(
+    raw: Vec<RawRoute>,
+    upstreams: &[Upstream],
+) -> Result<RouteTable, Invalid> {
+    if raw.is_empty() {
+        return Err(Invalid {
+            span: None,
+            key: "route".to_owned(),
+            message: "no [[route]] is configured; every request would be a 404".to_owned(),
+        });
+    }
+    let mut routes: Vec<(Route, Spanned<String>)> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("route[{i}].{field}");
+        let prefix =
+            route_prefix(r.path.get_ref()).map_err(|msg| invalid(&r.path, at("path"), msg))?;
+        let upstream = upstreams
+            .iter()
+            .position(|u| u.name == *r.upstream.get_ref())
+            .ok_or_else(|| {
+                invalid(
+                    &r.upstream,
+                    at("upstream"),
+                    format!("no upstream named {:?}", r.upstream.get_ref()),
+                )
+            })?;
+        let auth = match r.auth.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("required") => AuthMode::Required,
+            Some("optional") => AuthMode::Optional,
+            Some("none") => AuthMode::None,
+            Some(other) => {
+                let span = r.auth.as_ref().map(Spanned::span);
+                return Err(Invalid {
+                    span,
+                    key: at("auth"),
+                    message: format!("{other:?} is not one of none, optional, required"),
+                });
+            }
+        };
+        let methods = match &r.methods {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(invalid(
+                    list,
+                    at("methods"),
+                    "an empty list allows nothing; omit it to allow every method",
+                ));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|m| match Method::from_bytes(m.as_bytes()) {
+                        Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Ok(method),
+                        _ => Err(invalid(
+                            list,
+                            at("methods"),
+                            format!("{m:?} is not an upper-case HTTP method"),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let roles = match r.roles {
+            None => Vec::new(),
+            Some(roles) if auth == AuthMode::None => {
+                return Err(invalid(
+                    &roles,
+                    at("roles"),
+                    "roles need auth = \"required\" or \"optional\"",
+                ));
+            }
+            Some(roles)
+                if roles
+                    .get_ref()
+                    .iter()
+                    .any(|r| r.is_empty() || r.contains(',')) =>
+            {
+                return Err(invalid(
+                    &roles,
+                    at("roles"),
+                    "roles must be non-empty and contain no comma",
+                ));
+            }
+            Some(roles) => roles.into_inner(),
+        };
+        let route = Route {
+            prefix,
+            methods,
+            auth,
+            roles,
+            upstream,
+        };
+        if let Some(j) = routes.iter().position(|(other, _)| overlaps(other, &route)) {
+            return Err(invalid(
+                &r.path,
+                at("path"),
+                format!(
+                    "overlaps route[{j}] ({:?}): same prefix, some method in common",
+                    routes[j].1.get_ref()
+                ),
+            ));
+        }
+        routes.push((route, r.path));
+    }
+    Ok(RouteTable::new(
+        routes.into_iter().map(|(route, _)| route).collect(),
+    ))
+}
+
+/// Two routes with one prefix must not both accept a method.
+pub(super) fn overlaps(a: &Route, b: &Route) -> bool {
+    a.prefix == b.prefix
+        && match (&a.methods, &b.methods) {
+            (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+            _ => true,
+        }
+}
+
+/// A route path must already be normal; a trailing slash is dropped.
+pub(super) fn route_prefix(path: &str) -> Result<String, String> {
+    match crate::routes::normalize(path) {
+        Ok(normal) if normal == path => {
+            let trimmed = path.trim_end_matches('/');
+            Ok(if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            })
+        }
+        Ok(normal) => Err(format!("{path:?} is not in normal form; write {normal:?}")),
+        Err(err) => Err(format!("{path:?}: {err}")),
+    }
+}

@@ -1,0 +1,306 @@
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, "test.toml", &|name| {
+        (name == "SECRET").then(|| SECRET.to_owned())
+    })
+}
+
+const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+tls_cert = "c.pem"
+tls_key = "k.pem"
+[[jwt.keys]]
+alg = "HS256"
+secret_env = "SECRET"
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:8080"
+"#;
+
+const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+
+fn error(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let text = include_str!("../../config/jwtgate.toml");
+    let config = Config::from_toml_str(text, "config/jwtgate.toml", &|_| Some(SECRET.to_owned()));
+    assert!(config.is_ok(), "{:?}", config.err());
+}
+
+#[test]
+fn unknown_upstream_names_file_line_and_key() {
+    let text = format!(
+        "{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n[[route]]\npath = \"/x\"\nupstream = \"ap\"\n"
+    );
+    assert_eq!(
+        error(&text),
+        "test.toml:17: route[1].upstream: no upstream named \"ap\""
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\nrole = [\"admin\"]\n");
+    let err = error(&text);
+    assert!(err.starts_with("test.toml:15: "), "{err}");
+    assert!(err.contains("unknown field `role`"), "{err}");
+}
+
+#[test]
+fn missing_secret_env_is_named() {
+    let text =
+        BASE.replace("\"SECRET\"", "\"NOPE\"") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert_eq!(
+        error(&text),
+        "test.toml:8: jwt.keys[0].secret_env: environment variable NOPE is not set"
+    );
+}
+
+#[test]
+fn short_hmac_secret_is_refused() {
+    let text = BASE.replace("HS256", "HS512") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert!(error(&text).contains("HS512 needs a secret of at least 64 bytes"));
+}
+
+#[test]
+fn unreadable_public_key_file_names_line_and_key() {
+    let text = BASE.replace(
+        "secret_env = \"SECRET\"",
+        "public_key_file = \"/nonexistent/idp.pem\"",
+    ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    let text = text.replace("alg = \"HS256\"", "alg = \"RS256\"");
+    let err = error(&text);
+    assert!(
+        err.starts_with("test.toml:8: jwt.keys[0].public_key_file: /nonexistent/idp.pem: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn hmac_key_with_a_public_key_file_is_refused() {
+    let text = BASE.replace("secret_env = \"SECRET\"", "public_key_file = \"k.pem\"")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    let err = error(&text);
+    assert!(
+        err.contains("HS256 takes a shared secret, not a public key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jwks_url_must_be_https_and_names_its_line() {
+    let text = format!(
+        "{BASE}[[jwt.jwks]]\nurl = \"http://idp/jwks\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+    );
+    let err = error(&text);
+    assert!(err.starts_with("test.toml:13: jwt.jwks[0].url: "), "{err}");
+    assert!(err.contains("is not an https:// URL"), "{err}");
+}
+
+#[test]
+fn jwks_refresh_and_cooldown_have_floors() {
+    let source = |refresh: &str, cooldown: &str| {
+        format!(
+            "{BASE}[[jwt.jwks]]\nurl = \"https://idp/jwks\"\nrefresh = \"{refresh}\"\ncooldown = \"{cooldown}\"\n{ROUTE}"
+        )
+    };
+    assert_eq!(
+        error(&source("0s", "30s")),
+        "test.toml:14: jwt.jwks[0].refresh: must be at least 1s"
+    );
+    assert_eq!(
+        error(&source("5m", "0s")),
+        "test.toml:15: jwt.jwks[0].cooldown: must be at least 100ms"
+    );
+    assert!(parse(&source("1s", "100ms")).is_ok());
+}
+
+#[test]
+fn reload_watches_every_second_unless_told_otherwise() {
+    let base = format!("{BASE}{ROUTE}");
+    assert_eq!(parse(&base).unwrap().watch, Some(Duration::from_secs(1)));
+    let off = format!("{BASE}[reload]\nwatch = false\nwatch_interval = \"5s\"\n{ROUTE}");
+    assert_eq!(parse(&off).unwrap().watch, None);
+    let fast = format!("{BASE}[reload]\nwatch_interval = \"250ms\"\n{ROUTE}");
+    assert_eq!(
+        parse(&fast).unwrap().watch,
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(
+        error(&format!(
+            "{BASE}[reload]\nwatch_interval = \"10ms\"\n{ROUTE}"
+        )),
+        "test.toml:13: reload.watch_interval: must be at least 100ms"
+    );
+}
+
+#[test]
+fn revocation_file_errors_name_that_file() {
+    let text = format!("{BASE}[revocation]\nfile = \"/nonexistent/revoked.toml\"\n{ROUTE}");
+    let err = error(&text);
+    assert!(
+        err.starts_with("/nonexistent/revoked.toml: cannot read: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn jwks_source_needs_exactly_one_of_file_or_url() {
+    let text = format!(
+        "{BASE}[[jwt.jwks]]\nissuer = \"x\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
+    );
+    assert!(error(&text).contains("jwt.jwks[0]: set exactly one of file or url"));
+}
+
+#[test]
+fn jwks_file_with_an_ambiguous_rsa_key_is_refused_naming_the_file() {
+    let path = std::env::temp_dir().join(format!("jwtgate-cfg-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}"#,
+    )
+    .unwrap();
+    let text = format!(
+        "{BASE}[[jwt.jwks]]\nfile = \"{}\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n",
+        path.display()
+    );
+    let err = error(&text);
+    assert!(err.starts_with("test.toml:13: jwt.jwks[0].file: "), "{err}");
+    assert!(err.contains("key 0 (kid Some(\"r\"))"), "{err}");
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let err = error("[server]\nlisten = \n");
+    assert!(err.starts_with("test.toml:2"), "{err}");
+}
+
+#[test]
+fn route_paths_must_be_normal() {
+    let text = format!("{BASE}[[route]]\npath = \"/a/../b\"\nupstream = \"app\"\n");
+    assert!(error(&text).contains("not in normal form"));
+}
+
+#[test]
+fn overlapping_routes_are_refused() {
+    let text = format!(
+        "{BASE}[[route]]\npath = \"/a\"\nupstream = \"app\"\n[[route]]\npath = \"/a/\"\nupstream = \"app\"\n"
+    );
+    assert!(error(&text).contains("overlaps"));
+}
+
+#[test]
+fn bad_listen_address_is_named() {
+    let err = error(&BASE.replace("127.0.0.1:8443", "localhost"));
+    assert!(err.starts_with("test.toml:3: server.listen: "), "{err}");
+}
+
+#[test]
+fn parser_errors_name_the_key_too() {
+    let text = BASE.replace("[[upstream]]", "[[upstream]]\ntimeout = 5")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    let err = error(&text);
+    assert!(
+        err.starts_with("test.toml:10: upstream[0].timeout: invalid type"),
+        "{err}"
+    );
+    let text = format!(
+        "{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n[[route]]\npath = \"/x\"\nupstream = \"app\"\nrole = 1\n"
+    );
+    let err = error(&text);
+    assert!(
+        err.starts_with("test.toml:18: route[1].role: unknown field `role`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn upstream_credentials_and_shared_identity_claims_are_refused() {
+    let text = BASE.replace("http://127.0.0.1:8080", "http://user:pw@127.0.0.1:8080")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert!(error(&text).contains("upstream[0].url: must not carry credentials"));
+    let text = BASE.replace("[[jwt.keys]]", "[jwt]\nrole_claim = \"sub\"\n[[jwt.keys]]")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert!(error(&text).contains("jwt.role_claim: \"sub\" is also the user_claim"));
+}
+
+#[test]
+fn identity_claims_cannot_shadow_checked_claims() {
+    let text = BASE.replace("[[jwt.keys]]", "[jwt]\nuser_claim = \"exp\"\n[[jwt.keys]]")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert!(error(&text).contains("jwt.user_claim: \"exp\" is checked by the verifier"));
+}
+
+#[test]
+fn admin_listener_is_off_unless_configured() {
+    let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+    let config = parse(&text).unwrap();
+    assert!(config.admin.is_none());
+    assert!(config.server.server_timing);
+    let text = text.replace(
+        "[[jwt.keys]]",
+        "server_timing = false\n[admin]\nlisten = \"127.0.0.1:9901\"\n[[jwt.keys]]",
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.admin.map(|a| a.listen),
+        Some("127.0.0.1:9901".parse().unwrap())
+    );
+    assert!(!config.server.server_timing);
+}
+
+#[test]
+fn bad_admin_address_is_named() {
+    let text = BASE.replace(
+        "[[jwt.keys]]",
+        "[admin]\nlisten = \"nowhere\"\n[[jwt.keys]]",
+    ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert_eq!(
+        error(&text),
+        "test.toml:7: admin.listen: \"nowhere\" is not an address:port"
+    );
+}
+
+#[test]
+fn limits_have_defaults_and_floors() {
+    let text = format!("{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\n");
+    let server = parse(&text).map(|c| c.server).ok();
+    let limits = server.map(|s| {
+        (
+            s.max_header_bytes,
+            s.max_headers,
+            s.max_uri_bytes,
+            s.max_body_bytes,
+        )
+    });
+    assert_eq!(limits, Some((16 * 1024, 100, 8 * 1024, 10 * 1024 * 1024)));
+    let low = text.replace("[server]", "[server]\nmax_headers = 2");
+    assert!(error(&low).contains("server.max_headers: must be at least 8"));
+}
+
+#[test]
+fn query_param_must_be_a_plain_name() {
+    let text = BASE.replace("[[jwt.keys]]", "[jwt]\nquery_param = \"a&b\"\n[[jwt.keys]]")
+        + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+    assert!(error(&text).contains("jwt.query_param"));
+}
+
+#[test]
+fn durations_take_units() {
+    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("30"), None);
+    assert_eq!(parse_duration("s"), None);
+    assert_eq!(parse_duration("-1s"), None);
+}
