@@ -39,17 +39,46 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including those named in `Connection`, and
 /// `Upgrade` (an upgrade the gateway allows is put back by `keep_upgrade`).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let nominated: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in nominated.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
+    // One pass over the names present (a handful) finds which listed headers
+    // are there, instead of a hashed lookup per listed name; most requests
+    // carry none, most responses only `Connection`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        } else if name == header::UPGRADE {
+            present |= 1 << HOP_BY_HOP.len();
+        }
     }
-    headers.remove(header::UPGRADE);
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        // HOP_BY_HOP[0] is `Connection`. Its values are cloned (a reference
+        // count, no copy) so the map can be edited while reading them; a
+        // second `Connection` field is rare enough to be collected.
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let first = values.next().cloned();
+        let more: Vec<HeaderValue> = values.cloned().collect();
+        for value in first.iter().chain(&more) {
+            let Ok(options) = value.to_str() else {
+                continue;
+            };
+            for option in options.split(',') {
+                // Looked up by `&str`: lower-cased on the stack, and a token
+                // that is no header name matches nothing.
+                headers.remove(option.trim());
+            }
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if present & (1 << HOP_BY_HOP.len()) != 0 {
+        headers.remove(header::UPGRADE);
+    }
 }
 
 /// The protocol an HTTP/1.1 request asks to upgrade to (RFC 9110 §7.8):
@@ -219,9 +248,18 @@ impl RequestIds {
 
     fn generate(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // 32 lower-case hex digits, written by hand: `format!` cost more
+        // than everything else here together.
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            let (word, shift) = match i {
+                0..16 => (self.prefix, 60 - 4 * i),
+                _ => (n, 60 - 4 * (i - 16)),
+            };
+            *digit = HEX[((word >> shift) & 0xf) as usize];
+        }
         // Hex digits are always a valid header value.
-        HeaderValue::from_str(&format!("{:016x}{n:016x}", self.prefix))
-            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+        HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -250,10 +288,37 @@ pub fn request_id(headers: &HeaderMap, ids: &RequestIds) -> HeaderValue {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn ip_value(ip: IpAddr) -> HeaderValue {
+    let value = match ip.to_canonical() {
+        // The common case, written on the stack: `to_string` goes through
+        // the formatting machinery and a heap buffer on every request.
+        IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = match octet {
+                    0..10 => 2,
+                    10..100 => 1,
+                    _ => 0,
+                };
+                for digit in &digits[skip..] {
+                    text[len] = b'0' + digit;
+                    len += 1;
+                }
+            }
+            HeaderValue::from_bytes(&text[..len])
+        }
+        ip => HeaderValue::from_str(&ip.to_string()),
+    };
     // An IP address's text is always a valid header value.
-    HeaderValue::from_str(&ip.to_canonical().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    value.unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -422,6 +487,46 @@ mod tests {
         let twice = map(&[("x-request-id", "a"), ("x-request-id", "b")]);
         assert_eq!(request_id(&twice, &ids).len(), 32);
         assert_ne!(request_id(&map(&[]), &ids), request_id(&map(&[]), &ids));
+    }
+
+    #[test]
+    fn client_addresses_are_written_as_std_writes_them() {
+        let v4 = [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "192.0.2.7",
+            "10.0.0.1",
+        ];
+        for ip in v4 {
+            assert_eq!(ip_value(ip.parse().unwrap()), ip);
+        }
+        assert_eq!(ip_value("2001:db8::1".parse().unwrap()), "2001:db8::1");
+        // An IPv4-mapped IPv6 peer (a dual-stack listener) is shown as IPv4.
+        assert_eq!(ip_value("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
+
+    #[test]
+    fn generated_request_ids_are_the_prefix_and_counter_in_hex() {
+        let ids = RequestIds {
+            prefix: 0x0123_4567_89ab_cdef,
+            next: AtomicU64::new(0xfe),
+        };
+        assert_eq!(ids.generate(), "0123456789abcdef00000000000000fe");
+        assert_eq!(ids.generate(), "0123456789abcdef00000000000000ff");
+    }
+
+    #[test]
+    fn connection_options_are_matched_in_any_case_and_junk_ignored() {
+        let mut h = map(&[
+            ("connection", " X-Secret ,, not a name, KEEP-ALIVE"),
+            ("x-secret", "1"),
+            ("keep-alive", "5"),
+            ("x-kept", "1"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 
     #[test]

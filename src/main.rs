@@ -316,11 +316,20 @@ fn catch_hangup_early() {
     }
 }
 
+/// `workers = 1` runs everything on the calling thread (tokio's
+/// `current_thread` scheduler): the accept loop and every connection share
+/// one thread, with no work-stealing queues or cross-thread wake-ups, as a
+/// single pinned HAProxy/nginx worker does.
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(workers);
-    }
+    let mut builder = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder
         .enable_all()
         .build()
