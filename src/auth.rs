@@ -22,10 +22,15 @@ pub enum AuthError {
     #[error("invalid token: {0}")]
     Token(#[from] JwtError),
     /// A token that verifies, listed in the revocation file.
-    #[error("revoked: {0}")]
-    Revoked(#[from] Revoked),
+    #[error("revoked: {why}")]
+    Revoked { user: Option<String>, why: Revoked },
     /// A valid token without any of the route's roles.
-    #[error("token of {user:?} has roles {roles:?}, route needs one of {required:?}")]
+    #[error(
+        "token of user {} has roles [{}], route needs one of [{}]",
+        user.as_deref().unwrap_or("-"),
+        roles.join(", "),
+        required.join(", ")
+    )]
     Forbidden {
         user: Option<String>,
         roles: Vec<String>,
@@ -34,6 +39,15 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// The user of a token that verified but was refused anyway (revoked,
+    /// or without the route's role), for the access log.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            AuthError::Revoked { user, .. } | AuthError::Forbidden { user, .. } => user.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A stable, closed set of reason names for logs and the
     /// `jwtgate_auth_failures_total` metric (listed in
     /// `metrics::AUTH_FAILURE_REASONS`).
@@ -42,7 +56,7 @@ impl AuthError {
             AuthError::Missing => "missing",
             AuthError::InvalidRequest(_) => "invalid_request",
             AuthError::Token(jwt) => jwt.reason(),
-            AuthError::Revoked(_) => "revoked",
+            AuthError::Revoked { .. } => "revoked",
             AuthError::Forbidden { .. } => "forbidden_role",
         }
     }
@@ -240,7 +254,12 @@ fn conclude(
         elapsed: started.elapsed(),
     });
     let verified = verified?;
-    revocations.check(&verified)?;
+    if let Err(why) = revocations.check(&verified) {
+        return Err(AuthError::Revoked {
+            user: verified.user,
+            why,
+        });
+    }
     check_roles(route, verified).map(Some)
 }
 
@@ -319,7 +338,10 @@ mod tests {
         let auth_errors = [
             AuthError::Missing,
             AuthError::InvalidRequest("x"),
-            AuthError::Revoked(Revoked::Token),
+            AuthError::Revoked {
+                user: None,
+                why: Revoked::Token,
+            },
             AuthError::Forbidden {
                 user: None,
                 roles: vec![],

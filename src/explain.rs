@@ -126,7 +126,7 @@ fn walk(
             let status = match &err {
                 AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
                 AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                AuthError::Missing | AuthError::Token(_) | AuthError::Revoked(_) => {
+                AuthError::Missing | AuthError::Token(_) | AuthError::Revoked { .. } => {
                     StatusCode::UNAUTHORIZED
                 }
             };

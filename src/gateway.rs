@@ -27,7 +27,10 @@ pub struct Gateway {
     routes: RouteTable,
     keys: Arc<Keyring>,
     validation: Validation,
-    revocations: Revocations,
+    revocations: Arc<Revocations>,
+    /// The revocation list in force, for upgraded connections that outlive
+    /// the config they opened under (shared across reloads).
+    revocation_feed: Arc<tokio::sync::watch::Sender<Arc<Revocations>>>,
     /// The files besides the config file this gateway was built from.
     files: Vec<std::path::PathBuf>,
     /// `[reload]`: how often those files are checked; `None`: SIGHUP only.
@@ -122,7 +125,7 @@ impl Gateway {
             previous.metrics.clone(),
             previous.readiness.clone(),
             previous.serving.clone(),
-            Some(&previous.keys),
+            Some(previous),
         )
     }
 
@@ -131,8 +134,9 @@ impl Gateway {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         serving: ReadyFlag,
-        previous_keys: Option<&Keyring>,
+        previous: Option<&Gateway>,
     ) -> Gateway {
+        let revocations = Arc::new(config.revocations);
         let route_labels: Vec<String> = config
             .routes
             .routes()
@@ -146,8 +150,8 @@ impl Gateway {
             ReadyFlag::default(),
             config.verified_cache,
         );
-        if let Some(previous) = previous_keys {
-            keys.inherit(previous);
+        if let Some(previous) = previous {
+            keys.inherit(&previous.keys);
         }
         keys.spawn_refresh();
         Gateway {
@@ -156,7 +160,11 @@ impl Gateway {
             routes: config.routes,
             keys,
             validation: config.validation,
-            revocations: config.revocations,
+            revocation_feed: match previous {
+                Some(previous) => previous.revocation_feed.clone(),
+                None => Arc::new(tokio::sync::watch::Sender::new(revocations.clone())),
+            },
+            revocations,
             files: config.files,
             watch: config.watch,
             server_timing: config.server.server_timing,
@@ -178,6 +186,8 @@ impl Gateway {
     /// (ready once every JWKS URL has loaded) and its verified-token cache
     /// the one `/metrics` reports.
     pub fn take_over(&self) {
+        // Upgraded connections re-check their identity against this list.
+        self.revocation_feed.send_replace(self.revocations.clone());
         self.readiness
             .register("key_sources", self.keys.ready_flag());
         let cache_source = Arc::downgrade(&self.keys);
@@ -286,8 +296,12 @@ impl Gateway {
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
+                let user = match &err {
+                    GatewayError::Auth(auth) => auth.user().map(str::to_owned),
+                    _ => None,
+                };
                 failure = Some(err);
-                (response, None)
+                (response, user)
             }
         };
         if let Some(v) = &trace.verification {
@@ -382,12 +396,62 @@ impl Gateway {
             (switched, client_side, upstream_protocol)
         {
             headers::keep_upgrade(response.headers_mut(), protocol);
+            let lapse = identity_lapses(
+                verified.clone(),
+                self.validation.leeway,
+                self.revocation_feed.subscribe(),
+            );
             tokio::spawn(upstream::tunnel(
                 client_side,
                 hyper::upgrade::on(&mut response),
+                lapse,
             ));
         }
         Ok((response, verified.and_then(|v| v.user)))
+    }
+}
+
+/// Resolves when the identity an upgraded connection was opened with stops
+/// being good: its token expires (plus leeway), or a reload revokes it.
+/// Never, for a connection opened without a token (a public route).
+async fn identity_lapses(
+    identity: Option<Verified>,
+    leeway: i64,
+    mut revocations: tokio::sync::watch::Receiver<Arc<Revocations>>,
+) {
+    let Some(identity) = identity else {
+        return std::future::pending().await;
+    };
+    let expiry = async {
+        match identity.exp {
+            Some(exp) => {
+                let left = exp.saturating_add(leeway).saturating_sub(unix_now());
+                tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0))).await;
+                tracing::info!(
+                    user = identity.user.as_deref().unwrap_or("-"),
+                    "closing an upgraded connection: its token expired"
+                );
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let revoked = async {
+        // The list in force now first: a reload may have happened since
+        // the request was authorised.
+        loop {
+            if let Err(why) = revocations.borrow_and_update().check(&identity) {
+                tracing::info!(user = identity.user.as_deref().unwrap_or("-"), reason = %why, "closing an upgraded connection: its token was revoked");
+                return;
+            }
+            if revocations.changed().await.is_err() {
+                // The feed is gone only when the process ends.
+                return std::future::pending().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = expiry => {}
+        () = revoked => {}
     }
 }
 
@@ -590,7 +654,7 @@ fn error_response(err: &GatewayError) -> Response<Body> {
                 )),
             )
         }
-        E::Auth(AuthError::Revoked(_)) => {
+        E::Auth(AuthError::Revoked { .. }) => {
             let why = "the token has been revoked";
             (
                 StatusCode::UNAUTHORIZED,

@@ -397,11 +397,11 @@ fn print_routes(config: &Config) {
         );
     }
     if let Some(file) = &config.revocation_file {
-        println!(
-            "revocation list: {} ({} entries)",
-            file.display(),
-            config.revocations.len()
-        );
+        let entries = match config.revocations.len() {
+            1 => "1 entry".to_owned(),
+            n => format!("{n} entries"),
+        };
+        println!("revocation list: {} ({entries})", file.display());
     }
     match config.watch {
         Some(every) => println!("reload: on SIGHUP and on file changes (checked every {every:?})"),

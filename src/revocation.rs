@@ -26,8 +26,8 @@ use crate::jwt::Verified;
 pub struct Revocations {
     tokens: HashSet<Box<str>>,
     /// User id → tokens issued before this Unix time are refused
-    /// (`i64::MAX`: every token of that user).
-    subjects: HashMap<Box<str>, i64>,
+    /// (`None`: every token of that user).
+    subjects: HashMap<Box<str>, Option<i64>>,
 }
 
 /// Why a verified token is refused anyway.
@@ -35,10 +35,21 @@ pub struct Revocations {
 pub enum Revoked {
     #[error("token id is revoked")]
     Token,
-    #[error("tokens of this user issued before {before} are revoked")]
-    Subject { before: i64 },
-    #[error("tokens of this user are revoked and the token has no iat")]
-    SubjectWithoutIat,
+    /// `before: None`: every token of the user.
+    #[error("{}", subject_message(*before, "are revoked"))]
+    Subject { before: Option<i64> },
+    #[error("{}", subject_message(*before, "are revoked and the token has no iat"))]
+    SubjectWithoutIat { before: Option<i64> },
+}
+
+fn subject_message(before: Option<i64>, what: &str) -> String {
+    match before {
+        Some(at) => format!(
+            "tokens of this user issued before {} {what}",
+            format_rfc3339(at)
+        ),
+        None => format!("all tokens of this user {what}"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,19 +64,12 @@ struct RawFile {
 struct RawEntry {
     jti: Option<Spanned<String>>,
     sub: Option<Spanned<String>>,
-    before: Option<Spanned<Timestamp>>,
+    /// A quoted RFC 3339 string (as documented) or a bare TOML offset
+    /// date-time; anything else is refused with the same message.
+    before: Option<Spanned<toml::Value>>,
     /// Free text for the operator (ticket, reason); not used.
     #[allow(dead_code)]
     note: Option<String>,
-}
-
-/// `before` as a quoted RFC 3339 string (as documented) or a bare TOML
-/// offset date-time.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Timestamp {
-    Text(String),
-    Toml(toml::value::Datetime),
 }
 
 impl Revocations {
@@ -110,13 +114,16 @@ impl Revocations {
                     if sub.get_ref().is_empty() {
                         return Err(error(Some(sub.span()), at(".sub"), "is empty"));
                     }
-                    let before = before.unwrap_or(i64::MAX);
-                    // Two entries for one user: the later cut-off covers both.
+                    // Two entries for one user: the later cut-off covers both
+                    // (and no cut-off covers everything).
                     let slot = list
                         .subjects
                         .entry(sub.get_ref().as_str().into())
                         .or_insert(before);
-                    *slot = (*slot).max(before);
+                    *slot = match (*slot, before) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
                 }
                 _ => {
                     return Err(error(span, at(""), "set exactly one of jti or sub"));
@@ -140,10 +147,10 @@ impl Revocations {
             && let Some(user) = &verified.user
             && let Some(&before) = self.subjects.get(user.as_str())
         {
-            return match verified.iat {
-                Some(iat) if iat >= before => Ok(()),
-                Some(_) => Err(Revoked::Subject { before }),
-                None => Err(Revoked::SubjectWithoutIat),
+            return match (verified.iat, before) {
+                (Some(iat), Some(before)) if iat >= before => Ok(()),
+                (Some(_), _) => Err(Revoked::Subject { before }),
+                (None, _) => Err(Revoked::SubjectWithoutIat { before }),
             };
         }
         Ok(())
@@ -159,10 +166,11 @@ impl Revocations {
     }
 }
 
-fn parse_before(before: &Timestamp) -> Option<i64> {
+fn parse_before(before: &toml::Value) -> Option<i64> {
     match before {
-        Timestamp::Text(text) => parse_rfc3339(text),
-        Timestamp::Toml(datetime) => parse_rfc3339(&datetime.to_string()),
+        toml::Value::String(text) => parse_rfc3339(text),
+        toml::Value::Datetime(datetime) => parse_rfc3339(&datetime.to_string()),
+        _ => None,
     }
 }
 
@@ -196,11 +204,15 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let mut rest = &b[19..];
+    // A cut-off inside a second covers all of that second: iat has whole
+    // seconds, and a token issued at 12:00:00 may be later than 12:00:00.5.
+    let mut round_up = 0;
     if let Some(fraction) = rest.strip_prefix(b".") {
         let n = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
         if n == 0 {
             return None;
         }
+        round_up = i64::from(fraction[..n].iter().any(|&d| d != b'0'));
         rest = &fraction[n..];
     }
     let offset = match rest {
@@ -220,7 +232,29 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) - offset * 60)
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second.min(59) + round_up - offset * 60)
+}
+
+/// Unix seconds as an RFC 3339 UTC date-time, e.g. `2026-11-28T12:00:00Z`.
+pub fn format_rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // H. Hinnant's `civil_from_days`, the inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -274,8 +308,17 @@ mod tests {
     fn rfc3339_known_values() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2026-11-28T12:00:00Z"), Some(1_795_867_200));
+        // A cut-off within a second covers that whole second.
         assert_eq!(
             parse_rfc3339("2026-11-28t12:00:00.999z"),
+            Some(1_795_867_201)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T11:59:59.001Z"),
+            Some(1_795_867_200)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-28T12:00:00.000Z"),
             Some(1_795_867_200)
         );
         assert_eq!(
@@ -289,6 +332,21 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
         assert_eq!(parse_rfc3339("2016-12-31T23:59:60Z"), Some(1_483_228_799));
+    }
+
+    #[test]
+    fn rfc3339_formats_what_it_parses() {
+        for unix in [
+            0,
+            -1,
+            951_782_400,
+            1_709_164_800,
+            1_795_867_200,
+            4_102_444_800,
+        ] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(unix)), Some(unix), "{unix}");
+        }
+        assert_eq!(format_rfc3339(1_795_867_200), "2026-11-28T12:00:00Z");
     }
 
     #[test]
@@ -330,13 +388,17 @@ mod tests {
         let list = list("[[revoke]]\nsub = \"42\"\nbefore = \"1970-01-01T00:01:40Z\"\n");
         assert_eq!(
             list.check(&token("42", None, Some(99))),
-            Err(Revoked::Subject { before: 100 })
+            Err(Revoked::Subject { before: Some(100) })
         );
         assert_eq!(list.check(&token("42", None, Some(100))), Ok(()));
         assert_eq!(list.check(&token("43", None, Some(1))), Ok(()));
         assert_eq!(
             list.check(&token("42", None, None)),
-            Err(Revoked::SubjectWithoutIat)
+            Err(Revoked::SubjectWithoutIat { before: Some(100) })
+        );
+        assert_eq!(
+            Revoked::Subject { before: Some(100) }.to_string(),
+            "tokens of this user issued before 1970-01-01T00:01:40Z are revoked"
         );
     }
 
@@ -346,7 +408,14 @@ mod tests {
             "[[revoke]]\nsub = \"7\"\n[[revoke]]\nsub = \"8\"\nbefore = 1970-01-01T00:00:10Z\n\
              [[revoke]]\nsub = \"8\"\nbefore = \"1970-01-01T00:00:20Z\"\nnote = \"INC-1\"\n",
         );
-        assert!(list.check(&token("7", None, Some(i64::MAX - 1))).is_err());
+        assert_eq!(
+            list.check(&token("7", None, Some(i64::MAX - 1))),
+            Err(Revoked::Subject { before: None })
+        );
+        assert_eq!(
+            Revoked::Subject { before: None }.to_string(),
+            "all tokens of this user are revoked"
+        );
         assert!(list.check(&token("8", None, Some(15))).is_err());
         assert_eq!(list.check(&token("8", None, Some(20))), Ok(()));
         assert_eq!(list.len(), 2);
@@ -385,7 +454,15 @@ mod tests {
         assert!(error("[[revoke]\n").starts_with("revoked.toml:1:"));
         assert!(
             error("[[revoke]]\nsub = \"1\"\nbefore = 2026-11-28T12:00:00\n")
-                .starts_with("revoked.toml:3: revoke[0].before:")
+                .starts_with("revoked.toml:3: revoke[0].before: is not an RFC 3339")
+        );
+        assert!(
+            error("[[revoke]]\nsub = \"1\"\nbefore = 1795867200\n")
+                .starts_with("revoked.toml:3: revoke[0].before: is not an RFC 3339")
+        );
+        assert_eq!(
+            error("[revoke]\njti = \"a\"\n"),
+            "revoked.toml:1: revoke: invalid type: map, expected a sequence"
         );
     }
 }

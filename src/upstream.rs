@@ -220,8 +220,13 @@ fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Joins an upgraded client connection to the upgraded upstream connection
-/// and copies bytes both ways until either side closes.
-pub async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// and copies bytes both ways until either side closes, or `until`
+/// resolves (then both are closed).
+pub async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    until: impl std::future::Future<Output = ()>,
+) {
     let (client, upstream) = match tokio::join!(client, upstream) {
         (Ok(client), Ok(upstream)) => (client, upstream),
         (Err(err), _) | (_, Err(err)) => {
@@ -230,7 +235,12 @@ pub async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade:
         }
     };
     let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %err, "upgraded connection ended with an error");
+    tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(err) = copied {
+                tracing::debug!(error = %err, "upgraded connection ended with an error");
+            }
+        }
+        () = until => {}
     }
 }

@@ -450,6 +450,8 @@ async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothi
         .collect();
     assert!(!revoked.is_empty(), "{log}");
     assert_eq!(revoked[0]["status"], 401);
+    // Who is still using a revoked token is what an operator wants to see.
+    assert_eq!(revoked[0]["user"], "42");
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ use support::{Client, Protocol, SECRET, Upstream};
 const SECRET_2: &str = "second-secret-0123456789abcdef-0123456789";
 
 /// The config every test starts from; `ROUTES` is where tests add routes.
-fn config(upstream: &Upstream, extra_keys: &str, routes: &str) -> String {
+fn config(upstream: std::net::SocketAddr, extra_keys: &str, routes: &str) -> String {
     format!(
         r#"
 [server]
@@ -62,8 +62,7 @@ timeout = "5s"
 path = "/api"
 upstream = "app"
 {routes}
-"#,
-        upstream = upstream.addr
+"#
     )
 }
 
@@ -266,14 +265,14 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_new_route_takes_effect_on_an_open_keep_alive_connection() {
     let upstream = Upstream::start().await;
-    let site = Site::start("route", &config(&upstream, "", ""), false).await;
+    let site = Site::start("route", &config(upstream.addr, "", ""), false).await;
     let mut conn = keep_alive(&site).await;
     assert_eq!(
         send_on(&mut conn, "/new", None).await,
         StatusCode::NOT_FOUND
     );
 
-    site.write_config(&config(&upstream, "", PUBLIC_NEW));
+    site.write_config(&config(upstream.addr, "", PUBLIC_NEW));
     let done = site.reloader.reload().await.unwrap();
     assert_eq!(done.routes, 2);
     assert_eq!(send_on(&mut conn, "/new", None).await, StatusCode::OK);
@@ -287,18 +286,18 @@ async fn a_new_route_takes_effect_on_an_open_keep_alive_connection() {
 #[tokio::test]
 async fn an_invalid_config_changes_nothing_and_is_counted() {
     let upstream = Upstream::start().await;
-    let site = Site::start("invalid", &config(&upstream, "", PUBLIC_NEW), false).await;
+    let site = Site::start("invalid", &config(upstream.addr, "", PUBLIC_NEW), false).await;
     let client = site.client(Protocol::Http1);
     let token = user_token(json!({}));
     let broken = [
         // TOML syntax
-        config(&upstream, "", PUBLIC_NEW)
+        config(upstream.addr, "", PUBLIC_NEW)
             .replace("[[route]]\npath = \"/new\"", "[[route]\npath = \"/new\""),
         // an upstream that does not exist
-        config(&upstream, "", PUBLIC_NEW)
+        config(upstream.addr, "", PUBLIC_NEW)
             .replace("upstream = \"app\"\nauth", "upstream = \"nope\"\nauth"),
         // a key file that does not exist
-        config(&upstream, K2, PUBLIC_NEW).replace("k2.secret", "missing.secret"),
+        config(upstream.addr, K2, PUBLIC_NEW).replace("k2.secret", "missing.secret"),
     ];
     let expected = [
         "jwtgate.toml:",
@@ -318,7 +317,7 @@ async fn an_invalid_config_changes_nothing_and_is_counted() {
         );
     }
     // A broken revocation list is refused the same way, naming its own file.
-    site.write_config(&config(&upstream, "", PUBLIC_NEW));
+    site.write_config(&config(upstream.addr, "", PUBLIC_NEW));
     site.write(
         "revoked.toml",
         "[[revoke]]\nsub = \"42\"\nbefore = \"soon\"\n",
@@ -341,7 +340,7 @@ async fn an_invalid_config_changes_nothing_and_is_counted() {
 #[tokio::test]
 async fn keys_are_added_and_removed_by_a_reload() {
     let upstream = Upstream::start().await;
-    let site = Site::start("keys", &config(&upstream, "", ""), false).await;
+    let site = Site::start("keys", &config(upstream.addr, "", ""), false).await;
     let client = site.client(Protocol::Http2);
     let exp = unix_now() + 600;
     let by_k1 = token_signed(SECRET, "k1", json!({"sub": "1", "exp": exp}));
@@ -351,7 +350,7 @@ async fn keys_are_added_and_removed_by_a_reload() {
         StatusCode::UNAUTHORIZED
     );
 
-    site.write_config(&config(&upstream, K2, ""));
+    site.write_config(&config(upstream.addr, K2, ""));
     site.reloader.reload().await.unwrap();
     assert_eq!(
         client.get("/api", Some(&by_k2)).await.status,
@@ -363,7 +362,7 @@ async fn keys_are_added_and_removed_by_a_reload() {
     );
 
     // Rotating k1 out: only k2 left.
-    let only_k2 = config(&upstream, "", "")
+    let only_k2 = config(upstream.addr, "", "")
         .replace("kid = \"k1\"", "kid = \"k2\"")
         .replace("k1.secret", "k2.secret");
     site.write_config(&only_k2);
@@ -381,7 +380,7 @@ async fn keys_are_added_and_removed_by_a_reload() {
 #[tokio::test]
 async fn a_new_certificate_is_served_to_new_connections() {
     let upstream = Upstream::start().await;
-    let mut site = Site::start("cert", &config(&upstream, "", PUBLIC_NEW), false).await;
+    let mut site = Site::start("cert", &config(upstream.addr, "", PUBLIC_NEW), false).await;
     let old_ca = site.roots[0].clone();
     let mut old_conn = keep_alive(&site).await;
     let new_ca = site.new_certificate();
@@ -402,7 +401,7 @@ async fn a_new_certificate_is_served_to_new_connections() {
 #[tokio::test]
 async fn a_certificate_that_does_not_match_its_key_is_refused() {
     let upstream = Upstream::start().await;
-    let site = Site::start("mismatch", &config(&upstream, "", PUBLIC_NEW), false).await;
+    let site = Site::start("mismatch", &config(upstream.addr, "", PUBLIC_NEW), false).await;
     let other = DevPki::generate().unwrap();
     other
         .write(&site.dir.join("other.pem"), &site.dir.join("other.key"))
@@ -424,7 +423,7 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
         http::Response::new(Full::new(Bytes::from_static(b"slow and old")))
     })
     .await;
-    let site = Site::start("inflight", &config(&slow, "", ""), false).await;
+    let site = Site::start("inflight", &config(slow.addr, "", ""), false).await;
     let client = site.client(Protocol::Http1);
     let token = user_token(json!({}));
     let in_flight = {
@@ -434,7 +433,7 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The new config has no /api route at all.
     let fast = Upstream::start().await;
-    site.write_config(&config(&fast, "", "").replace("path = \"/api\"", "path = \"/other\""));
+    site.write_config(&config(fast.addr, "", "").replace("path = \"/api\"", "path = \"/other\""));
     site.reloader.reload().await.unwrap();
     let client = site.client(Protocol::Http1);
     assert_eq!(
@@ -451,7 +450,7 @@ async fn a_request_in_flight_finishes_on_the_config_it_started_with() {
 #[tokio::test]
 async fn ten_reloads_under_load_fail_no_request() {
     let upstream = Upstream::start().await;
-    let mut site = Site::start("load", &config(&upstream, "", ""), false).await;
+    let mut site = Site::start("load", &config(upstream.addr, "", ""), false).await;
     // Clients trust every CA the site will use: valid reloads alternate
     // between two certificates.
     site.spare_certificate("a");
@@ -486,14 +485,14 @@ async fn ten_reloads_under_load_fail_no_request() {
         }));
     }
     let valid = [
-        config(&upstream, K2, PUBLIC_NEW),
-        config(&upstream, "", ""),
-        config(&upstream, K2, ""),
+        config(upstream.addr, K2, PUBLIC_NEW),
+        config(upstream.addr, "", ""),
+        config(upstream.addr, K2, ""),
     ];
     let invalid = [
-        config(&upstream, "", "").replace("[server]", "[server"),
-        config(&upstream, "", "").replace("alg = \"HS256\"", "alg = \"none\""),
-        config(&upstream, "", "").replace("k1.secret", "gone.secret"),
+        config(upstream.addr, "", "").replace("[server]", "[server"),
+        config(upstream.addr, "", "").replace("alg = \"HS256\"", "alg = \"none\""),
+        config(upstream.addr, "", "").replace("k1.secret", "gone.secret"),
     ];
     let mut outcomes = Vec::new();
     for round in 0..10 {
@@ -537,7 +536,7 @@ async fn ten_reloads_under_load_fail_no_request() {
 #[tokio::test]
 async fn revoked_token_ids_and_subjects_are_refused_with_reason_revoked() {
     let upstream = Upstream::start().await;
-    let site = Site::start("revoke", &config(&upstream, "", ""), true).await;
+    let site = Site::start("revoke", &config(upstream.addr, "", ""), true).await;
     let client = site.client(Protocol::Http1);
     let now = unix_now();
     let revoked_jti = user_token(json!({"jti": "t-1", "sub": "7", "iat": now}));
@@ -550,7 +549,7 @@ async fn revoked_token_ids_and_subjects_are_refused_with_reason_revoked() {
     }
 
     // Written while serving: the watcher reloads it on its own.
-    let cut_off = jwtgate_rfc3339(now - 60);
+    let cut_off = jwtgate::revocation::format_rfc3339(now - 60);
     site.write(
         "revoked.toml",
         &format!(
@@ -608,50 +607,28 @@ async fn revoked_token_ids_and_subjects_are_refused_with_reason_revoked() {
 #[tokio::test]
 async fn the_watcher_reloads_a_changed_config_file_and_skips_a_broken_one() {
     let upstream = Upstream::start().await;
-    let site = Site::start("watch", &config(&upstream, "", ""), true).await;
+    let site = Site::start("watch", &config(upstream.addr, "", ""), true).await;
     let client = site.client(Protocol::Http1);
-    site.write_config(&config(&upstream, "", PUBLIC_NEW).replace("[server]", "[server"));
+    site.write_config(&config(upstream.addr, "", PUBLIC_NEW).replace("[server]", "[server"));
     eventually("the broken file is tried", async || {
         site.metrics()
             .contains("jwtgate_config_reloads_total{result=\"failure\"} 1\n")
     })
     .await;
     assert_eq!(client.get("/new", None).await.status, StatusCode::NOT_FOUND);
-    site.write_config(&config(&upstream, "", PUBLIC_NEW));
+    site.write_config(&config(upstream.addr, "", PUBLIC_NEW));
     eventually("the fixed file is loaded", async || {
         client.get("/new", None).await.status == StatusCode::OK
     })
     .await;
 }
 
-/// Unix seconds as RFC 3339 UTC, the way an operator writes them.
-fn jwtgate_rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil from days (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[tokio::test]
 async fn a_key_file_that_a_refused_config_names_is_watched_until_it_appears() {
     let upstream = Upstream::start().await;
-    let site = Site::start("attempted", &config(&upstream, "", ""), true).await;
+    let site = Site::start("attempted", &config(upstream.addr, "", ""), true).await;
     std::fs::remove_file(site.dir.join("k2.secret")).unwrap();
-    site.write_config(&config(&upstream, K2, ""));
+    site.write_config(&config(upstream.addr, K2, ""));
     eventually("the config naming a missing file is refused", async || {
         site.metrics()
             .contains("jwtgate_config_reloads_total{result=\"failure\"} 1\n")
@@ -673,10 +650,10 @@ async fn a_key_file_that_a_refused_config_names_is_watched_until_it_appears() {
 #[tokio::test]
 async fn watching_follows_the_reload_section_of_the_config_in_force() {
     let upstream = Upstream::start().await;
-    let site = Site::start("toggle", &config(&upstream, "", ""), true).await;
+    let site = Site::start("toggle", &config(upstream.addr, "", ""), true).await;
     let client = site.client(Protocol::Http1);
     let no_watch = |routes: &str| {
-        config(&upstream, "", routes).replace("watch_interval = \"100ms\"", "watch = false")
+        config(upstream.addr, "", routes).replace("watch_interval = \"100ms\"", "watch = false")
     };
     site.write_config(&no_watch(""));
     eventually(
@@ -693,11 +670,51 @@ async fn watching_follows_the_reload_section_of_the_config_in_force() {
     // SIGHUP (here: a direct reload) still works, and turns watching back on.
     site.reloader.reload().await.unwrap();
     assert_eq!(client.get("/new", None).await.status, StatusCode::OK);
-    site.write_config(&config(&upstream, "", PUBLIC_NEW));
+    site.write_config(&config(upstream.addr, "", PUBLIC_NEW));
     site.reloader.reload().await.unwrap();
-    site.write_config(&config(&upstream, "", ""));
+    site.write_config(&config(upstream.addr, "", ""));
     eventually("watching is on again", async || {
         client.get("/new", None).await.status == StatusCode::NOT_FOUND
     })
     .await;
+}
+
+#[tokio::test]
+async fn revoking_a_token_closes_its_open_websocket() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (upstream, _seen) = support::ws_upstream().await;
+    let site = Site::start("ws-revoke", &config(upstream, "", ""), false).await;
+    let now = unix_now();
+    let open = |jti: &str| user_token(json!({"jti": jti, "iat": now}));
+    let (doomed, spared) = (open("ws-1"), open("ws-2"));
+    let mut revoked = support::ws_connect(site.addr, &site.roots, "/api/ws", Some(&doomed))
+        .await
+        .unwrap();
+    let mut other = support::ws_connect(site.addr, &site.roots, "/api/ws", Some(&spared))
+        .await
+        .unwrap();
+    for ws in [&mut revoked, &mut other] {
+        ws.send(Message::text("hi")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+    }
+    site.write("revoked.toml", "[[revoke]]\njti = \"ws-1\"\n");
+    site.reloader.reload().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let _ = revoked.send(Message::text("still there?")).await;
+            match revoked.next().await {
+                Some(Ok(Message::Text(_))) => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the revoked token's WebSocket stayed open");
+    other.send(Message::text("and you?")).await.unwrap();
+    assert_eq!(
+        other.next().await.unwrap().unwrap(),
+        Message::text("and you?")
+    );
 }

@@ -1,85 +1,28 @@
 //! WebSocket upgrades pass through after authentication, with real clients.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::ServerName;
 use support::{CONFIG, TestGateway, token};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-
-/// A WebSocket echo upstream; reports the identity headers of each handshake.
-async fn ws_upstream() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (seen, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let callback =
-                    |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                     response| {
-                        let user = request
-                            .headers()
-                            .get("x-user-id")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let _ = seen.send(user);
-                        Ok(response)
-                    };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = ws.next().await {
-                    if message.is_text() && ws.send(message).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
 
 async fn connect(
     gateway: &TestGateway,
     token: Option<&str>,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>, WsError>
-{
-    let config =
-        jwtgate::tls::client_config(std::slice::from_ref(&gateway.pki.ca_cert), &[b"http/1.1"])
-            .unwrap();
-    let tcp = TcpStream::connect(gateway.addr).await.unwrap();
-    let tls = TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let mut request = format!("wss://localhost:{}/ws/chat", gateway.addr.port())
-        .into_client_request()
-        .unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
-        .headers_mut()
-        .insert("x-user-id", "spoofed".parse().unwrap());
-    tokio_tungstenite::client_async(request, tls)
-        .await
-        .map(|(ws, _)| ws)
+) -> Result<support::WebSocket, WsError> {
+    support::ws_connect(
+        gateway.addr,
+        std::slice::from_ref(&gateway.pki.ca_cert),
+        "/ws/chat",
+        token,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn authenticated_websocket_is_proxied_both_ways_with_verified_identity() {
-    let (upstream, mut seen) = ws_upstream().await;
+    let (upstream, mut seen) = support::ws_upstream().await;
     let gateway = TestGateway::start(CONFIG, upstream).await;
     let mut ws = connect(&gateway, Some(&token("user"))).await.unwrap();
     assert_eq!(seen.recv().await.unwrap().as_deref(), Some("42"));
@@ -92,7 +35,7 @@ async fn authenticated_websocket_is_proxied_both_ways_with_verified_identity() {
 
 #[tokio::test]
 async fn websocket_without_a_valid_token_is_refused_before_the_upstream() {
-    let (upstream, mut seen) = ws_upstream().await;
+    let (upstream, mut seen) = support::ws_upstream().await;
     let gateway = TestGateway::start(CONFIG, upstream).await;
     for token in [None, Some("not.a.token")] {
         match connect(&gateway, token).await {
@@ -101,4 +44,28 @@ async fn websocket_without_a_valid_token_is_refused_before_the_upstream() {
         }
     }
     assert!(seen.try_recv().is_err(), "the upstream saw a handshake");
+}
+
+#[tokio::test]
+async fn websocket_is_closed_when_its_token_expires() {
+    let (upstream, _seen) = support::ws_upstream().await;
+    let config = CONFIG.replace("leeway = \"30s\"", "leeway = \"0s\"");
+    let gateway = TestGateway::start(&config, upstream).await;
+    let short = support::mint(serde_json::json!({
+        "sub": "42", "role": "user", "exp": jwtgate::gateway::unix_now() + 2
+    }));
+    let mut ws = connect(&gateway, Some(&short)).await.unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("before"));
+    // Within 3 s the token expires and the gateway closes both sides.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(_))) => {}
+                Some(Ok(_)) | None | Some(Err(_)) => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the tunnel outlived its token");
 }

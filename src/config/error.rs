@@ -125,6 +125,15 @@ fn key_path_at(text: &str, offset: usize) -> String {
     let line = text[..offset].rsplit('\n').next().unwrap_or("");
     let rest = text[offset..].split('\n').next().unwrap_or("");
     let full_line = format!("{line}{rest}");
+    // An error on a table header itself (`[revoke]` where `[[revoke]]` was
+    // meant) is about that table.
+    let header = full_line.trim();
+    if header.starts_with('[') && !header.contains('=') {
+        return header
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_owned();
+    }
     let key = full_line
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"'))

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -496,4 +497,77 @@ pub async fn tls_connect(
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// A WebSocket client connection over the test TLS.
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A WebSocket echo upstream; reports the identity headers of each handshake.
+#[allow(clippy::result_large_err)]
+pub async fn ws_upstream() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let callback =
+                    |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                     response| {
+                        let user = request
+                            .headers()
+                            .get("x-user-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let _ = seen.send(user);
+                        Ok(response)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Opens a WebSocket to `path` through the gateway at `addr` (trusting
+/// `roots`), with an optional bearer token and a spoofed `X-User-Id`.
+#[allow(clippy::result_large_err)]
+pub async fn ws_connect(
+    addr: SocketAddr,
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    path: &str,
+    token: Option<&str>,
+) -> Result<WebSocket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let config = tls::client_config(roots, &[b"http/1.1"]).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut request = format!("wss://localhost:{}{path}", addr.port())
+        .into_client_request()
+        .unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+        .headers_mut()
+        .insert("x-user-id", "spoofed".parse().unwrap());
+    tokio_tungstenite::client_async(request, tls)
+        .await
+        .map(|(ws, _)| ws)
 }
