@@ -9,6 +9,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
+use super::claims::{
+    NOT_A_NUMERIC_DATE, NOT_A_STRING, NOT_A_USER_ID, NOT_HEADER_SAFE, NOT_STRINGS, is_header_safe,
+};
 use super::*;
 use crate::keys::{Key, KeySet};
 
