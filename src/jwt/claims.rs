@@ -271,8 +271,9 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims<'de>, A::Error> {
         let validation = self.0;
         let mut raw = RawClaims::default();
-        // RFC 8725 §3.1 warns that parsers disagreeing on which duplicate wins
-        // is an attack; RFC 7519 §4 lets us refuse duplicates outright.
+        // Parsers that disagree on which duplicate wins let a token mean one
+        // thing here and another upstream; RFC 7519 §4 (and RFC 7515 §5.2
+        // for the header) lets us refuse duplicates outright.
         let mut seen = Seen::default();
         while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
             if seen.contains(&name) {
