@@ -228,9 +228,19 @@ fn check_prints_the_route_table_longest_prefix_first() {
 }
 
 /// `jwtgate serve` on the example config, in `dir`, proxying to `upstream`.
+/// Killed on drop, so a failing test leaves no gateway behind.
 struct Served {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     client: support::Client,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Served {
@@ -252,7 +262,7 @@ impl Served {
 
     /// Starts it, calling `while_starting` with its pid until it listens.
     async fn start_with(dir: &std::path::Path, port: u16, while_starting: impl Fn(u32)) -> Served {
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["serve", "--config", "jwtgate.toml"])
             .current_dir(dir)
             .env("JWTGATE_SECRET", support::SECRET)
@@ -263,29 +273,35 @@ impl Served {
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
         let started = Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "gateway did not start"
-            );
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("gateway did not start");
+            }
             while_starting(child.id());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let ca = CertificateDer::from_pem_file(dir.join("certs/ca.crt")).unwrap();
         let client = support::Client::with_roots(addr, vec![ca], Protocol::Http1);
-        Served { child, client }
+        Served {
+            child: Some(child),
+            client,
+        }
     }
 
     fn signal(&self, signal: &str) {
-        Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        if let Some(child) = &self.child {
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+        }
     }
 
     /// SIGTERM, then the exit status and everything logged.
-    async fn stop(self) -> (std::process::ExitStatus, String) {
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal("-TERM");
-        let output = tokio::task::spawn_blocking(move || self.child.wait_with_output())
+        let child = self.child.take().unwrap();
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
             .unwrap()
             .unwrap();
