@@ -27,7 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway with a TOML config.
+    /// Run the gateway with a TOML config. SIGHUP (and, with `[reload] watch`,
+    /// a change to the config or a file it names) reloads it without dropping
+    /// a request; SIGINT/SIGTERM stop accepting and drain in-flight requests.
     Serve {
         /// Path to the config file.
         #[arg(long, short, default_value = "config/jwtgate.toml")]
