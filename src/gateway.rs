@@ -1,12 +1,12 @@
-//! The request pipeline, and the one place errors become responses.
+//! The request pipeline: route → authorize → rewrite headers → forward.
+//! Errors become responses in `response`; each request logs one line via
+//! `access_log`.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
@@ -16,11 +16,17 @@ use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
 use crate::headers::{self, HostError, Identity};
 use crate::jwks::Keyring;
-use crate::jwt::{JwtError, Validation, Verified};
+use crate::jwt::{Validation, Verified};
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag, Series};
 use crate::revocation::Revocations;
 use crate::routes::{self, PathError, RouteError, RouteTable};
 use crate::upstream::{self, Body, Upstream, UpstreamError};
+
+mod access_log;
+mod response;
+
+use access_log::AccessLine;
+use response::error_response;
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -503,19 +509,6 @@ fn server_timing(elapsed: Duration) -> HeaderValue {
     HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static("jwt"))
 }
 
-/// Verification time in microseconds for the access log, `-` when no token
-/// was checked.
-struct JwtMicros(Option<Duration>);
-
-impl fmt::Display for JwtMicros {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{:.3}", d.as_nanos() as f64 / 1_000.0),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 impl RequestLimits {
     /// Refuses a request whose head is over a limit, or whose declared body
     /// is, before anything is forwarded. Chunked bodies are cut off while
@@ -588,225 +581,6 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-const REALM: &str = "Bearer realm=\"jwtgate\"";
-
-/// The status follows who is at fault. Adding a variant anywhere below
-/// fails to compile until someone decides its answer.
-fn error_response(err: &GatewayError) -> Response<Body> {
-    use GatewayError as E;
-    let (status, code, description, challenge): (StatusCode, &str, &str, Option<String>) = match err
-    {
-        E::Path(_) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the request path is not acceptable",
-            None,
-        ),
-        E::Host(_) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the request host is missing or ambiguous",
-            None,
-        ),
-        E::Route(RouteError::NotFound) => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no route for this path",
-            None,
-        ),
-        E::Route(RouteError::MethodNotAllowed { .. }) => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-            None,
-        ),
-        E::Auth(AuthError::Missing) => (
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
-            "a bearer token is required",
-            // RFC 6750 §3.1: no error code when the request had no credentials.
-            Some(REALM.to_owned()),
-        ),
-        E::Auth(AuthError::InvalidRequest(why)) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            why,
-            Some(format!(
-                "{REALM}, error=\"invalid_request\", error_description=\"{why}\""
-            )),
-        ),
-        // The gateway cannot reach the keys that would decide: our fault
-        // (or the identity provider's), not the client's; it may retry.
-        E::Auth(AuthError::Token(JwtError::KeysUnavailable { .. })) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "keys_unavailable",
-            "the signing keys are not available yet; retry later",
-            None,
-        ),
-        E::Auth(AuthError::Token(jwt)) => {
-            let why = jwt.client_description();
-            (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                why,
-                Some(format!(
-                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
-                )),
-            )
-        }
-        E::Auth(AuthError::Revoked { .. }) => {
-            let why = "the token has been revoked";
-            (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                why,
-                Some(format!(
-                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
-                )),
-            )
-        }
-        E::Auth(AuthError::Forbidden { .. }) => {
-            let why = "the token lacks a role this route requires";
-            (
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                why,
-                Some(format!(
-                    "{REALM}, error=\"insufficient_scope\", error_description=\"{why}\""
-                )),
-            )
-        }
-        E::Limit(LimitError::UriTooLong { .. }) => (
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            "the request target is too long",
-            None,
-        ),
-        E::Limit(LimitError::TooManyHeaders { .. } | LimitError::HeadersTooLarge { .. }) => (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            "the request header fields are too large",
-            None,
-        ),
-        E::Limit(LimitError::BodyTooLarge { .. })
-        | E::Upstream(UpstreamError::BodyTooLarge { .. }) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is too large",
-            None,
-        ),
-        E::Upstream(UpstreamError::Timeout { .. }) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "the upstream did not answer in time",
-            None,
-        ),
-        E::Upstream(
-            UpstreamError::Connect { .. }
-            | UpstreamError::Failed { .. }
-            | UpstreamError::BadTarget { .. },
-        ) => (
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the upstream could not be reached",
-            None,
-        ),
-    };
-    let body = format!("{{\"error\":\"{code}\",\"error_description\":\"{description}\"}}\n");
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        headers.insert(header::WWW_AUTHENTICATE, challenge);
-    }
-    if let E::Route(RouteError::MethodNotAllowed { allowed, .. }) = err {
-        let allow = allowed
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if let Ok(allow) = HeaderValue::from_str(&allow) {
-            headers.insert(header::ALLOW, allow);
-        }
-    }
-    response
-}
-
-/// One access-log line per request. The log gets everything the client is
-/// not told (the precise reason, the kid, timings); never the token or the
-/// query string, which may carry one.
-struct AccessLine<'a> {
-    request_id: &'a HeaderValue,
-    client: SocketAddr,
-    method: &'a http::Method,
-    path: &'a str,
-    route: Option<&'a str>,
-    status: StatusCode,
-    user: Option<&'a str>,
-    trace: &'a Trace,
-    failure: Option<&'a GatewayError>,
-    /// The response's Content-Length, when it has one (bodies stream).
-    bytes: Option<&'a str>,
-    elapsed: Duration,
-}
-
-impl AccessLine<'_> {
-    fn log(&self) {
-        let auth = match (self.trace.verification, self.failure) {
-            (_, Some(GatewayError::Auth(AuthError::Forbidden { .. }))) => "forbidden",
-            (_, Some(GatewayError::Auth(_))) => "rejected",
-            (Some(v), _) if v.accepted => "verified",
-            _ => "none",
-        };
-        let reason = match self.failure {
-            Some(GatewayError::Auth(err)) => err.reason(),
-            Some(GatewayError::Path(_)) => "bad_path",
-            Some(GatewayError::Host(_)) => "bad_host",
-            Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
-            Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
-            Some(GatewayError::Limit(_)) => "limit",
-            Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
-            Some(GatewayError::Upstream(_)) => "upstream_error",
-            None => "",
-        };
-        let error = self.failure.map(|e| e.to_string());
-        tracing::info!(
-            target: "access",
-            request_id = self.request_id.to_str().unwrap_or("-"),
-            client = %self.client.ip(),
-            method = %self.method,
-            path = self.path,
-            route = self.route.unwrap_or("-"),
-            status = self.status.as_u16(),
-            user = self.user.unwrap_or("-"),
-            auth,
-            reason,
-            error = error.as_deref().unwrap_or(""),
-            jwt_us = %JwtMicros(self.trace.verification.map(|v| v.elapsed)),
-            upstream_ms = %Millis(self.trace.upstream),
-            bytes = self.bytes.unwrap_or("-"),
-            total_us = self.elapsed.as_micros() as u64,
-        );
-    }
-}
-
-/// Milliseconds with microsecond precision, `-` when absent.
-struct Millis(Option<Duration>);
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{:.3}", d.as_secs_f64() * 1_000.0),
-            None => f.write_str("-"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -827,14 +601,5 @@ mod tests {
             server_timing(Duration::MAX),
             format!("jwt;dur={}.{:06}", max / 1_000_000, max % 1_000_000).as_str()
         );
-    }
-
-    #[test]
-    fn access_log_shows_verification_microseconds() {
-        assert_eq!(
-            JwtMicros(Some(Duration::from_nanos(431))).to_string(),
-            "0.431"
-        );
-        assert_eq!(JwtMicros(None).to_string(), "-");
     }
 }

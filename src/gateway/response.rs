@@ -1,0 +1,162 @@
+//! The one place errors become responses: status, RFC 6750 challenge and a
+//! small JSON body.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use super::{GatewayError, LimitError};
+use crate::auth::AuthError;
+use crate::jwt::JwtError;
+use crate::routes::RouteError;
+use crate::upstream::{Body, UpstreamError};
+
+pub(super) const REALM: &str = "Bearer realm=\"jwtgate\"";
+
+/// The status follows who is at fault. Adding a variant anywhere below
+/// fails to compile until someone decides its answer.
+pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
+    use GatewayError as E;
+    let (status, code, description, challenge): (StatusCode, &str, &str, Option<String>) = match err
+    {
+        E::Path(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request path is not acceptable",
+            None,
+        ),
+        E::Host(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request host is missing or ambiguous",
+            None,
+        ),
+        E::Route(RouteError::NotFound) => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route for this path",
+            None,
+        ),
+        E::Route(RouteError::MethodNotAllowed { .. }) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+            None,
+        ),
+        E::Auth(AuthError::Missing) => (
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "a bearer token is required",
+            // RFC 6750 §3.1: no error code when the request had no credentials.
+            Some(REALM.to_owned()),
+        ),
+        E::Auth(AuthError::InvalidRequest(why)) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            why,
+            Some(format!(
+                "{REALM}, error=\"invalid_request\", error_description=\"{why}\""
+            )),
+        ),
+        // The gateway cannot reach the keys that would decide: our fault
+        // (or the identity provider's), not the client's; it may retry.
+        E::Auth(AuthError::Token(JwtError::KeysUnavailable { .. })) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "the signing keys are not available yet; retry later",
+            None,
+        ),
+        E::Auth(AuthError::Token(jwt)) => {
+            let why = jwt.client_description();
+            (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                why,
+                Some(format!(
+                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
+                )),
+            )
+        }
+        E::Auth(AuthError::Revoked { .. }) => {
+            let why = "the token has been revoked";
+            (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                why,
+                Some(format!(
+                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
+                )),
+            )
+        }
+        E::Auth(AuthError::Forbidden { .. }) => {
+            let why = "the token lacks a role this route requires";
+            (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                why,
+                Some(format!(
+                    "{REALM}, error=\"insufficient_scope\", error_description=\"{why}\""
+                )),
+            )
+        }
+        E::Limit(LimitError::UriTooLong { .. }) => (
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "the request target is too long",
+            None,
+        ),
+        E::Limit(LimitError::TooManyHeaders { .. } | LimitError::HeadersTooLarge { .. }) => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request header fields are too large",
+            None,
+        ),
+        E::Limit(LimitError::BodyTooLarge { .. })
+        | E::Upstream(UpstreamError::BodyTooLarge { .. }) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+            None,
+        ),
+        E::Upstream(UpstreamError::Timeout { .. }) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the upstream did not answer in time",
+            None,
+        ),
+        E::Upstream(
+            UpstreamError::Connect { .. }
+            | UpstreamError::Failed { .. }
+            | UpstreamError::BadTarget { .. },
+        ) => (
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the upstream could not be reached",
+            None,
+        ),
+    };
+    let body = format!("{{\"error\":\"{code}\",\"error_description\":\"{description}\"}}\n");
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    if let E::Route(RouteError::MethodNotAllowed { allowed, .. }) = err {
+        let allow = allowed
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(allow) = HeaderValue::from_str(&allow) {
+            headers.insert(header::ALLOW, allow);
+        }
+    }
+    response
+}
