@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -244,16 +245,24 @@ impl Drop for Served {
 }
 
 impl Served {
-    /// The example config with a free port, `upstream`, no iss/aud checks,
-    /// and `edit` applied.
-    fn config(upstream: &Upstream, port: u16, edit: impl Fn(String) -> String) -> String {
-        edit(
+    /// Writes `dir/jwtgate.toml`: the example config on a free port, with
+    /// `upstream`, no iss/aud checks, and `edit` applied. Returns the port
+    /// and the text.
+    fn write_config(
+        dir: &std::path::Path,
+        upstream: SocketAddr,
+        edit: impl Fn(String) -> String,
+    ) -> (u16, String) {
+        let port = free_port();
+        let text = edit(
             include_str!("../config/jwtgate.toml")
                 .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
-                .replace("127.0.0.1:8080", &upstream.addr.to_string())
+                .replace("127.0.0.1:8080", &upstream.to_string())
                 .replace("issuers = [", "# issuers = [")
                 .replace("audiences = [", "# audiences = ["),
-        )
+        );
+        std::fs::write(dir.join("jwtgate.toml"), &text).unwrap();
+        (port, text)
     }
 
     async fn start(dir: &std::path::Path, port: u16) -> Served {
@@ -337,12 +346,7 @@ fn user_42_token() -> String {
 async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     let dir = scratch("serve");
     let upstream = Upstream::start().await;
-    let port = free_port();
-    std::fs::write(
-        dir.join("jwtgate.toml"),
-        Served::config(&upstream, port, |c| c),
-    )
-    .unwrap();
+    let (port, _) = Served::write_config(&dir, upstream.addr, |c| c);
     let served = Served::start(&dir, port).await;
     let client = &served.client;
     let token = user_42_token();
@@ -390,12 +394,10 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
 async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothing() {
     let dir = scratch("sighup");
     let upstream = Upstream::start().await;
-    let port = free_port();
     // Only SIGHUP reloads here: the file watcher is off.
     let no_watch = |c: String| c.replace("\nwatch = true ", "\nwatch = false");
-    let base = Served::config(&upstream, port, no_watch);
+    let (port, base) = Served::write_config(&dir, upstream.addr, no_watch);
     assert!(base.contains("watch = false"));
-    std::fs::write(dir.join("jwtgate.toml"), &base).unwrap();
     let served = Served::start(&dir, port).await;
     let client = &served.client;
     let token = user_42_token();
@@ -474,12 +476,7 @@ async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothi
 async fn sighup_during_start_up_does_not_end_the_process() {
     let dir = scratch("early-hup");
     let upstream = Upstream::start().await;
-    let port = free_port();
-    std::fs::write(
-        dir.join("jwtgate.toml"),
-        Served::config(&upstream, port, |c| c),
-    )
-    .unwrap();
+    let (port, _) = Served::write_config(&dir, upstream.addr, |c| c);
     // From the moment the process has a SIGHUP handler (SigCgt bit 1 in
     // /proc: the exec itself cannot be protected), until it listens.
     // A long revocation list keeps start-up busy for a while.
@@ -529,16 +526,15 @@ async fn readyz_says_not_ready_while_connections_drain() {
         )))
     })
     .await;
-    let (port, admin_port) = (free_port(), free_port());
+    let admin_port = free_port();
     let with_admin = |c: String| {
         c.replace(
             "# [admin]\n# listen = \"127.0.0.1:9901\"",
             &format!("[admin]\nlisten = \"127.0.0.1:{admin_port}\""),
         )
     };
-    let config = Served::config(&slow, port, with_admin);
+    let (port, config) = Served::write_config(&dir, slow.addr, with_admin);
     assert!(config.contains(&format!("127.0.0.1:{admin_port}")));
-    std::fs::write(dir.join("jwtgate.toml"), config).unwrap();
     let served = Served::start(&dir, port).await;
     let admin: std::net::SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     assert_eq!(support::plain_get(admin, "/readyz").await.0, StatusCode::OK);

@@ -67,19 +67,11 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "the signing keys are not available yet; retry later",
             None,
         ),
-        E::Auth(AuthError::Token(jwt)) => {
-            let why = jwt.client_description();
-            (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                why,
-                Some(format!(
-                    "{REALM}, error=\"invalid_token\", error_description=\"{why}\""
-                )),
-            )
-        }
-        E::Auth(AuthError::Revoked { .. }) => {
-            let why = "the token has been revoked";
+        E::Auth(auth @ (AuthError::Token(_) | AuthError::Revoked { .. })) => {
+            let why = match auth {
+                AuthError::Token(jwt) => jwt.client_description(),
+                _ => "the token has been revoked",
+            };
             (
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
