@@ -121,7 +121,7 @@ impl Reloader {
             };
         }
         // The new (or refused) config may name other files.
-        *seen = Fingerprint::of(&self.watched_files());
+        *seen = Fingerprint::extend(&seen, &self.watched_files());
         let metrics = self.live.gateway().metrics().clone();
         match &result {
             Ok(_) => metrics.count_reload(Some(unix_now())),
@@ -237,20 +237,39 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// Per file: modification time, length and inode (a ConfigMap update
 /// swaps a symlink: a new inode even if time and size look the same).
 #[derive(PartialEq, Eq)]
-struct Fingerprint(Vec<Option<(SystemTime, u64, u64)>>);
+struct Fingerprint(Vec<(PathBuf, Option<Stamp>)>);
+
+/// Modification time, length, inode.
+type Stamp = (SystemTime, u64, u64);
 
 impl Fingerprint {
     fn of(files: &[PathBuf]) -> Fingerprint {
         Fingerprint(
             files
                 .iter()
-                .map(|path| {
-                    let meta = std::fs::metadata(path).ok()?;
-                    Some((meta.modified().ok()?, meta.len(), inode(&meta)))
+                .map(|path| (path.clone(), stamp(path)))
+                .collect(),
+        )
+    }
+
+    /// The fingerprint of `files`, keeping what `earlier` saw of the files
+    /// it had: a change made to them since then still counts as a change.
+    fn extend(earlier: &Fingerprint, files: &[PathBuf]) -> Fingerprint {
+        Fingerprint(
+            files
+                .iter()
+                .map(|path| match earlier.0.iter().find(|(p, _)| p == path) {
+                    Some((_, seen)) => (path.clone(), *seen),
+                    None => (path.clone(), stamp(path)),
                 })
                 .collect(),
         )
     }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), inode(&meta)))
 }
 
 #[cfg(unix)]
