@@ -212,13 +212,21 @@ struct Remote {
     /// The keys of its last successful fetch; `None` until the first.
     keys: std::sync::Mutex<Option<Vec<Arc<Key>>>>,
     /// Single flight: held by whoever is fetching.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+    /// When the last fetch started; readable while one runs.
+    started: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Remote {
-    /// When the last fetch started (`None`: never, or one is running now).
+    /// When the last fetch started (`None`: never).
     fn last_fetch(&self) -> Option<Instant> {
-        self.fetching.try_lock().ok().and_then(|last| *last)
+        self.started.lock().ok().and_then(|at| *at)
+    }
+
+    fn set_last_fetch(&self, at: Option<Instant>) {
+        if let Ok(mut started) = self.started.lock() {
+            *started = at;
+        }
     }
 
     fn same_source(&self, other: &Remote) -> bool {
@@ -244,6 +252,9 @@ pub struct Keyring {
     /// The `/readyz` check this keyring passes once every source loaded.
     ready: ReadyFlag,
     cache: TokenCache,
+    /// Dropped with the keyring: its refresh tasks end at once instead of
+    /// sleeping out their period (a reload replaces the keyring).
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 impl Keyring {
@@ -264,7 +275,8 @@ impl Keyring {
                     source: source.clone(),
                     connector: TlsConnector::from(tls.clone()),
                     keys: std::sync::Mutex::new(None),
-                    fetching: tokio::sync::Mutex::new(None),
+                    fetching: tokio::sync::Mutex::new(()),
+                    started: std::sync::Mutex::new(None),
                 });
             }
         }
@@ -279,6 +291,7 @@ impl Keyring {
             remotes,
             generation: AtomicU64::new(0),
             rebuild: std::sync::Mutex::new(()),
+            alive: tokio::sync::watch::channel(()).0,
         };
         Arc::new(ring)
     }
@@ -297,9 +310,14 @@ impl Keyring {
                 remote.source.refresh.saturating_sub(at.elapsed())
             });
             let ring = Arc::downgrade(self);
+            let mut alive = self.alive.subscribe();
             runtime.spawn(async move {
                 loop {
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        // The keyring is gone: so is this task's work.
+                        _ = alive.changed() => return,
+                    }
                     // Holding only a weak reference lets the keyring (and
                     // this task) go away with the gateway.
                     let Some(ring) = ring.upgrade() else { return };
@@ -328,9 +346,7 @@ impl Keyring {
             if let (Some(keys), Ok(mut slot)) = (keys, remote.keys.lock()) {
                 *slot = Some(keys);
             }
-            if let (Some(at), Ok(mut last)) = (old.last_fetch(), remote.fetching.try_lock()) {
-                *last = Some(at);
-            }
+            remote.set_last_fetch(old.last_fetch());
         }
         self.publish();
     }
@@ -367,13 +383,13 @@ impl Keyring {
     /// source now holds keys from a fetch that succeeded.
     async fn fetch(&self, index: usize, min_gap: Duration) -> bool {
         let remote = &self.remotes[index];
-        let mut last = remote.fetching.lock().await;
-        if let Some(at) = *last
+        let _flight = remote.fetching.lock().await;
+        if let Some(at) = remote.last_fetch()
             && at.elapsed() < min_gap
         {
             return false;
         }
-        *last = Some(Instant::now());
+        remote.set_last_fetch(Some(Instant::now()));
         let url = match &remote.source.location {
             Location::Url { url, .. } => url.clone(),
             Location::File(_) => return false,

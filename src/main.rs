@@ -13,7 +13,7 @@ use jwtgate::config::{self, Config};
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
-use jwtgate::reload::{Live, Reloader};
+use jwtgate::reload::{self, Baseline, Live, Reloader};
 use jwtgate::server::{self, Limits};
 use jwtgate::{admin, demo, explain, jwks, tls, token};
 
@@ -133,10 +133,11 @@ struct OptionalKeyArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Serve { .. } = cli.command {
-        catch_hangup_early();
-    }
-    match run(cli.command) {
+    let early_hangup = match cli.command {
+        Command::Serve { .. } => catch_hangup_early(),
+        _ => None,
+    };
+    match run(cli.command, early_hangup) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
@@ -145,9 +146,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<ExitCode, String> {
+fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, String> {
     match command {
-        Command::Serve { config } => serve(&config).map(|()| ExitCode::SUCCESS),
+        Command::Serve { config } => serve(&config, early_hangup).map(|()| ExitCode::SUCCESS),
         Command::Demo => {
             init_logging(&config::Log {
                 level: "warn".to_owned(),
@@ -237,7 +238,9 @@ fn run(command: Command) -> Result<ExitCode, String> {
     }
 }
 
-fn serve(path: &std::path::Path) -> Result<(), String> {
+fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<(), String> {
+    // Before reading: an edit made while starting counts as a change.
+    let baseline = Baseline::of(path);
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log);
     let server = config.server.clone();
@@ -255,6 +258,10 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
     let tls = tls::load_server_config(&server.tls_cert, &server.tls_key)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let runtime = runtime(server.workers)?;
+    // The reloader's listener first, then the early one is asked: no SIGHUP
+    // can fall between them.
+    let hangup = runtime.block_on(async { reload::hangup_signal() });
+    let hangup_while_starting = early_hangup.is_some_and(EarlyHangup::arrived);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(server.listen)
             .await
@@ -273,8 +280,11 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         let live = Arc::new(Live::new(Gateway::new(config), tls));
         let gateway = live.gateway();
         gateway.metrics().config_loaded(unix_now());
-        let reloader = Arc::new(Reloader::new(path, live.clone(), reloader_config));
-        let reloads = tokio::spawn(reloader.run());
+        let reloader = Arc::new(Reloader::new(path, live.clone(), reloader_config).since(baseline));
+        if hangup_while_starting {
+            reloader.reload_and_log("SIGHUP during start-up").await;
+        }
+        let reloads = tokio::spawn(reloader.run(hangup));
         // The admin listener outlives the drain: /readyz says "not ready"
         // while connections drain, and /metrics shows them.
         let (drained, admin_stop) = tokio::sync::oneshot::channel::<()>();
@@ -305,16 +315,54 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
 /// SIGHUP's default action ends the process, and the reloader only listens
 /// once the config is loaded and the runtime runs. Registering tokio's
 /// handler first replaces that action for the life of the process, so a
-/// reload requested during start-up is never fatal.
-fn catch_hangup_early() {
-    #[cfg(unix)]
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+/// reload requested during start-up is never fatal; it is remembered and
+/// done once serving starts.
+#[cfg(unix)]
+struct EarlyHangup {
+    runtime: tokio::runtime::Runtime,
+    signal: tokio::signal::unix::Signal,
+}
+
+#[cfg(not(unix))]
+struct EarlyHangup;
+
+#[cfg(unix)]
+fn catch_hangup_early() -> Option<EarlyHangup> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
+        .ok()?;
+    let signal = runtime.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    })?;
+    Some(EarlyHangup { runtime, signal })
+}
+
+#[cfg(not(unix))]
+fn catch_hangup_early() -> Option<EarlyHangup> {
+    None
+}
+
+impl EarlyHangup {
+    /// Whether a SIGHUP arrived since [`catch_hangup_early`]. Call it once
+    /// the reloader's own listener exists, so none falls between the two.
+    #[cfg(unix)]
+    fn arrived(self) -> bool {
+        let EarlyHangup {
+            runtime,
+            mut signal,
+        } = self;
+        // Its runtime must run for its signal driver to deliver.
         runtime.block_on(async {
-            let _ = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-        });
+            tokio::time::timeout(std::time::Duration::from_millis(10), signal.recv())
+                .await
+                .is_ok()
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn arrived(self) -> bool {
+        false
     }
 }
 

@@ -103,6 +103,15 @@ impl Reloader {
         reloader
     }
 
+    /// Counts changes to the watched files since `baseline` (taken before
+    /// the config in force was read), so an edit made during start-up is
+    /// not missed.
+    pub fn since(mut self, baseline: Baseline) -> Reloader {
+        let files = self.watched_files();
+        *self.seen.get_mut() = Fingerprint::extend(&baseline.0, &files);
+        self
+    }
+
     /// What a reload of `config` cannot change (listeners, runtime, logging).
     pub fn fixed_settings(config: &Config) -> FixedSettings {
         FixedSettings(Fixed::of(config))
@@ -193,8 +202,7 @@ impl Reloader {
     /// Reloads on every SIGHUP and, while the config in force has
     /// `[reload] watch`, whenever the config file or a file it names
     /// changes. Runs until dropped.
-    pub async fn run(self: Arc<Self>) {
-        let mut hangup = hangup_signal();
+    pub async fn run(self: Arc<Self>, mut hangup: Hangup) {
         loop {
             // Read each round: a reload may turn watching on or off.
             let poll = self.live.gateway().watch();
@@ -228,6 +236,17 @@ impl Reloader {
             files.extend(attempted.iter().cloned());
         }
         files
+    }
+}
+
+/// The config file and the files it names, as they were before reading.
+pub struct Baseline(Fingerprint);
+
+impl Baseline {
+    pub fn of(path: &Path) -> Baseline {
+        let mut files = vec![path.to_owned()];
+        files.extend(crate::config::files_named(path));
+        Baseline(Fingerprint::of(&files))
     }
 }
 
@@ -282,13 +301,15 @@ fn inode(_: &std::fs::Metadata) -> u64 {
     0
 }
 
+/// A SIGHUP listener, for [`Reloader::run`].
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+pub type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangup = ();
+pub type Hangup = ();
 
+/// Starts listening for SIGHUP (within a Tokio runtime).
 #[cfg(unix)]
-fn hangup_signal() -> Hangup {
+pub fn hangup_signal() -> Hangup {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(signal) => Some(signal),
@@ -300,7 +321,7 @@ fn hangup_signal() -> Hangup {
 }
 
 #[cfg(not(unix))]
-fn hangup_signal() -> Hangup {}
+pub fn hangup_signal() -> Hangup {}
 
 async fn next_hangup(hangup: &mut Hangup) {
     #[cfg(unix)]

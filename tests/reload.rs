@@ -115,7 +115,7 @@ impl Site {
         let live = Arc::new(Live::new(Gateway::new(config), tls_config));
         let reloader = Arc::new(Reloader::new(&path, live.clone(), fixed));
         if watch {
-            tokio::spawn(reloader.clone().run());
+            tokio::spawn(reloader.clone().run(jwtgate::reload::hangup_signal()));
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
