@@ -142,9 +142,9 @@ fn walk(
         ),
         (Some(v), _) => writeln!(
             out,
-            "authorization: ok (user {:?}, roles {:?})",
+            "authorization: ok (user {}, roles [{}])",
             v.user.as_deref().unwrap_or("-"),
-            v.roles
+            v.roles.join(", ")
         ),
     };
 

@@ -35,7 +35,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum JwksError {
     #[error("not a JWKS: {0}")]
     Json(String),
-    #[error("key {index} (kid {kid:?}): {problem}")]
+    #[error("key {index} (kid {}): {problem}", kid.as_deref().unwrap_or("-"))]
     Key {
         index: usize,
         kid: Option<String>,

@@ -203,7 +203,10 @@ pub enum JwtError {
     /// gateway, not the client, is at fault.
     #[error("keys unavailable: {pending} key source(s) not loaded yet")]
     KeysUnavailable { pending: usize },
-    #[error("key {kid:?} is bound to issuer {issuer:?}; the token names another")]
+    #[error(
+        "key {} is bound to issuer {issuer:?}; the token names another",
+        kid.as_deref().unwrap_or("without kid")
+    )]
     IssuerNotBound { kid: Option<String>, issuer: String },
     #[error("no key accepts algorithm {alg}")]
     AlgNotAllowed { alg: Alg },

@@ -162,8 +162,18 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
                 ExitCode::FAILURE
             })
         }
-        Command::Check { config } => {
-            let config = Config::load(&config).map_err(|e| e.to_string())?;
+        Command::Check { config: path } => {
+            let config = Config::load(&path).map_err(|e| e.to_string())?;
+            let server = &config.server;
+            if server.tls_cert.exists() || server.tls_key.exists() {
+                load_tls(&path, server)?;
+            } else {
+                println!(
+                    "certificate: neither {} nor {} exists; serve would generate a development certificate",
+                    server.tls_cert.display(),
+                    server.tls_key.display()
+                );
+            }
             print_routes(&config);
             Ok(ExitCode::SUCCESS)
         }
@@ -255,8 +265,7 @@ fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<()
             "no certificate found: generated a self-signed development certificate; configure a real one for production"
         );
     }
-    let tls = tls::load_server_config(&server.tls_cert, &server.tls_key)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let tls = load_tls(path, &server)?;
     let runtime = runtime(server.workers)?;
     // The reloader's listener first, then the early one is asked: no SIGHUP
     // can fall between them.
@@ -310,6 +319,15 @@ fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<()
         }
         Ok(())
     })
+}
+
+/// The certificate and key `[server]` names, errors as `file: key: message`.
+fn load_tls(
+    path: &std::path::Path,
+    server: &config::Server,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    tls::load_server_config(&server.tls_cert, &server.tls_key)
+        .map_err(|e| format!("{}: {}: {e}", path.display(), e.config_key()))
 }
 
 /// SIGHUP's default action ends the process, and the reloader only listens

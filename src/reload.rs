@@ -49,7 +49,7 @@ impl Live {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{config}: server.tls_cert, server.tls_key: {source}")]
+    #[error("{config}: {}: {source}", source.config_key())]
     Tls { config: String, source: TlsError },
     #[error(
         "{config}: jwt.jwks: {} did not load within {}s (see the JWKS warning above)",

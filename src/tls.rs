@@ -27,12 +27,25 @@ pub enum TlsError {
         path: PathBuf,
         source: rustls::pki_types::pem::Error,
     },
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
     #[error("certificate and key do not make a usable TLS config: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("cannot generate a development certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+}
+
+impl TlsError {
+    /// The config key(s) naming the file(s) at fault, for `file: key: message`.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            TlsError::Cert { .. } | TlsError::NoCert { .. } => "server.tls_cert",
+            TlsError::Key { .. } => "server.tls_key",
+            _ => "server.tls_cert, server.tls_key",
+        }
+    }
 }
 
 pub fn provider() -> Arc<CryptoProvider> {
@@ -47,7 +60,11 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(|err| match err {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch,
+            other => TlsError::Rustls(other),
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

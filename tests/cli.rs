@@ -83,6 +83,16 @@ fn startup_failures_are_one_line_never_a_panic() {
     let dir = scratch("startup");
     std::fs::write(dir.join("bad.crt"), "not a certificate").unwrap();
     std::fs::write(dir.join("bad.key"), "not a key").unwrap();
+    // Two certificates; one's key with the other's certificate.
+    for name in ["a", "b"] {
+        jwtgate::tls::DevPki::generate()
+            .unwrap()
+            .write(
+                &dir.join(format!("{name}.crt")),
+                &dir.join(format!("{name}.key")),
+            )
+            .unwrap();
+    }
     let example = include_str!("../config/jwtgate.toml");
     let cases = [
         ("missing file", None, "error: nope.toml: cannot read: "),
@@ -105,6 +115,15 @@ fn startup_failures_are_one_line_never_a_panic() {
             ),
             "bad.crt holds no certificate",
         ),
+        (
+            "key of another certificate",
+            Some(
+                example
+                    .replace("certs/server.crt", "a.crt")
+                    .replace("certs/server.key", "b.key"),
+            ),
+            "jwtgate.toml: server.tls_cert, server.tls_key: the private key does not belong to the certificate",
+        ),
         ("not TOML", Some("[server\n".to_owned()), "jwtgate.toml:1"),
     ];
     for (name, text, expected) in cases {
@@ -115,6 +134,21 @@ fn startup_failures_are_one_line_never_a_panic() {
             }
             None => "nope.toml",
         };
+        // `check` refuses what `serve` refuses (a missing file aside).
+        if text.is_some() {
+            let checked = jwtgate(&["check", "--config", config], &dir);
+            assert_eq!(
+                checked.status.code(),
+                Some(1),
+                "check {name}: {}",
+                stderr(&checked)
+            );
+            assert!(
+                stderr(&checked).contains(expected),
+                "check {name}: {}",
+                stderr(&checked)
+            );
+        }
         let output = jwtgate(&["serve", "--config", config], &dir);
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{name}: {err}");

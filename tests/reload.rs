@@ -409,7 +409,9 @@ async fn a_certificate_that_does_not_match_its_key_is_refused() {
     std::fs::rename(site.dir.join("other.key"), site.dir.join("key.pem")).unwrap();
     let err = site.reloader.reload().await.unwrap_err().to_string();
     assert!(
-        err.contains("jwtgate.toml: server.tls_cert, server.tls_key: certificate and key"),
+        err.contains(
+            "jwtgate.toml: server.tls_cert, server.tls_key: the private key does not belong to the certificate"
+        ),
         "{err}"
     );
     let client = site.client(Protocol::Http1);
