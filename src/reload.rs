@@ -77,7 +77,7 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<Live>,
     /// The config the process started with, for what a reload cannot change.
-    started: Fixed,
+    started: FixedSettings,
     /// How long a new JWKS URL may take to load before the reload is refused.
     key_wait: Duration,
     /// The watched files as last read; also one reload at a time (SIGHUP
@@ -94,7 +94,7 @@ impl Reloader {
         let mut reloader = Reloader {
             path: path.to_owned(),
             live,
-            started: started.0,
+            started,
             key_wait: Duration::from_secs(10),
             seen: tokio::sync::Mutex::new(Fingerprint(Vec::new())),
             attempted: std::sync::Mutex::new(Vec::new()),
@@ -114,7 +114,7 @@ impl Reloader {
 
     /// What a reload of `config` cannot change (listeners, runtime, logging).
     pub fn fixed_settings(config: &Config) -> FixedSettings {
-        FixedSettings(Fixed::of(config))
+        FixedSettings::of(config)
     }
 
     /// Reads, validates and swaps in the config file and everything it names.
@@ -147,7 +147,7 @@ impl Reloader {
                 config: file.clone(),
                 source,
             })?;
-        let needs_restart = self.started.differences(&Fixed::of(&config));
+        let needs_restart = self.started.differences(&FixedSettings::of(&config));
         let routes = config.routes.routes().len();
         let revocations = config.revocations.len();
         let gateway = Gateway::reloaded(config, &self.live.gateway());
@@ -335,73 +335,79 @@ async fn next_hangup(hangup: &mut Hangup) {
 }
 
 /// The settings bound at start-up, taken before the config is consumed.
-pub struct FixedSettings(Fixed);
+pub struct FixedSettings(Vec<(&'static str, String)>);
 
-/// Settings bound when the process starts: listeners, runtime, connection
-/// handling and logging. A reload that changes them warns instead.
-#[derive(Clone, PartialEq)]
-struct Fixed {
-    listen: std::net::SocketAddr,
-    admin: Option<std::net::SocketAddr>,
-    workers: Option<usize>,
-    max_connections: usize,
-    handshake_timeout: Duration,
-    header_read_timeout: Duration,
-    shutdown_grace: Duration,
-    max_header_bytes: usize,
-    max_headers: usize,
-    log: crate::config::Log,
-}
-
-impl Fixed {
-    fn of(config: &Config) -> Fixed {
+impl FixedSettings {
+    /// Listeners, runtime, connection handling and logging: a reload that
+    /// changes them warns instead. Each value is kept as its `Debug` text,
+    /// which is all a comparison needs.
+    fn of(config: &Config) -> FixedSettings {
         let server = &config.server;
-        Fixed {
-            listen: server.listen,
-            admin: config.admin.as_ref().map(|a| a.listen),
-            workers: server.workers,
-            max_connections: server.max_connections,
-            handshake_timeout: server.handshake_timeout,
-            header_read_timeout: server.header_read_timeout,
-            shutdown_grace: server.shutdown_grace,
-            max_header_bytes: server.max_header_bytes,
-            max_headers: server.max_headers,
-            log: config.log.clone(),
-        }
+        let admin = config.admin.as_ref().map(|a| a.listen);
+        FixedSettings(vec![
+            ("server.listen", format!("{:?}", server.listen)),
+            ("admin.listen", format!("{admin:?}")),
+            ("server.workers", format!("{:?}", server.workers)),
+            (
+                "server.max_connections",
+                format!("{:?}", server.max_connections),
+            ),
+            (
+                "server.handshake_timeout",
+                format!("{:?}", server.handshake_timeout),
+            ),
+            (
+                "server.header_read_timeout",
+                format!("{:?}", server.header_read_timeout),
+            ),
+            (
+                "server.shutdown_grace",
+                format!("{:?}", server.shutdown_grace),
+            ),
+            (
+                "server.max_header_bytes",
+                format!("{:?}", server.max_header_bytes),
+            ),
+            ("server.max_headers", format!("{:?}", server.max_headers)),
+            ("log", format!("{:?}", config.log)),
+        ])
     }
 
-    fn differences(&self, other: &Fixed) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        let mut check = |same: bool, name: &'static str| {
-            if !same {
-                changed.push(name);
-            }
-        };
-        check(self.listen == other.listen, "server.listen");
-        check(self.admin == other.admin, "admin.listen");
-        check(self.workers == other.workers, "server.workers");
-        check(
-            self.max_connections == other.max_connections,
-            "server.max_connections",
+    /// The names of the settings whose values differ in `other`.
+    fn differences(&self, other: &FixedSettings) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, _)| a.0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(server: &str) -> FixedSettings {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\n{server}\n\
+             [[upstream]]\nname = \"app\"\nurl = \"http://127.0.0.1:8080\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"app\"\nauth = \"none\"\n"
         );
-        check(
-            self.handshake_timeout == other.handshake_timeout,
-            "server.handshake_timeout",
+        let config = Config::from_toml_str(&text, "t.toml", &|_| None).unwrap();
+        FixedSettings::of(&config)
+    }
+
+    #[test]
+    fn only_settings_bound_at_start_up_are_named() {
+        let base = settings("");
+        assert!(
+            base.differences(&settings("max_uri_bytes = 100"))
+                .is_empty()
         );
-        check(
-            self.header_read_timeout == other.header_read_timeout,
-            "server.header_read_timeout",
+        assert_eq!(
+            base.differences(&settings("workers = 3\nshutdown_grace = \"5s\"")),
+            ["server.workers", "server.shutdown_grace"]
         );
-        check(
-            self.shutdown_grace == other.shutdown_grace,
-            "server.shutdown_grace",
-        );
-        check(
-            self.max_header_bytes == other.max_header_bytes,
-            "server.max_header_bytes",
-        );
-        check(self.max_headers == other.max_headers, "server.max_headers");
-        check(self.log == other.log, "log");
-        changed
     }
 }
