@@ -12,14 +12,12 @@
 
 use std::fmt;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-
 use crate::keys::{Key, KeySet};
 
+mod base64url;
 mod claims;
 mod header;
+mod json;
 
 use claims::{check_claims, parse_claims};
 use header::with_header;
@@ -370,19 +368,22 @@ pub fn verify_reporting_alg(
 
 /// Splits `header.payload.signature`, returning the signing input too.
 pub(super) fn split(token: &str) -> Result<(&str, &str, &str, &str), JwtError> {
-    let mut dots = token.match_indices('.').map(|(i, _)| i);
-    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
-        return Err(match token.bytes().filter(|&b| b == b'.').count() {
+    let bytes = token.as_bytes();
+    let dot_after = |from: usize| memchr::memchr(b'.', &bytes[from..]).map(|i| from + i);
+    let first = dot_after(0);
+    let second = first.and_then(|first| dot_after(first + 1));
+    match (first, second) {
+        (Some(first), Some(second)) if dot_after(second + 1).is_none() => Ok((
+            &token[..second],
+            &token[..first],
+            &token[first + 1..second],
+            &token[second + 1..],
+        )),
+        _ => Err(match memchr::memchr_iter(b'.', bytes).count() {
             4 => JwtError::Encrypted,
             dots => JwtError::PartCount { parts: dots + 1 },
-        });
-    };
-    Ok((
-        &token[..second],
-        &token[..first],
-        &token[first + 1..second],
-        &token[second + 1..],
-    ))
+        }),
+    }
 }
 
 /// Picks the key for this token and checks the signature with it.
@@ -454,16 +455,15 @@ pub(super) fn decode_segment<'b>(
     heap: &'b mut Vec<u8>,
     which: Segment,
 ) -> Result<&'b [u8], JwtError> {
-    // The standard engine rejects padding, non-alphabet bytes (whitespace,
-    // '+', '/') and non-zero trailing bits: one token, one spelling.
-    // Unpadded base64 decodes to at most 3 bytes per 4 characters.
-    if segment.len() / 4 * 3 + 3 <= buf.len() {
-        return decode_into(segment, buf, which);
-    }
-    *heap = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| JwtError::Base64 { segment: which })?;
-    Ok(heap)
+    let len = base64url::decoded_len(segment.as_bytes());
+    let out = match len <= buf.len() {
+        true => buf,
+        false => {
+            heap.resize(len, 0);
+            heap.as_mut_slice()
+        }
+    };
+    decode_into(segment, out, which)
 }
 
 pub(super) fn decode_into<'b>(
@@ -471,37 +471,7 @@ pub(super) fn decode_into<'b>(
     buf: &'b mut [u8],
     which: Segment,
 ) -> Result<&'b [u8], JwtError> {
-    let len = URL_SAFE_NO_PAD
-        .decode_slice(segment, buf)
-        .map_err(|_| JwtError::Base64 { segment: which })?;
-    Ok(&buf[..len])
-}
-
-pub(super) fn parse_object<'a, T: Deserialize<'a>>(
-    json: &'a [u8],
-    which: Segment,
-) -> Result<T, JwtError> {
-    // serde accepts a JSON array for a struct; a JOSE header must be an object.
-    if json.trim_ascii_start().first() != Some(&b'{') {
-        return Err(JwtError::Json {
-            segment: which,
-            reason: "not an object".to_owned(),
-        });
-    }
-    serde_json::from_str(utf8(json, which)?).map_err(|err| JwtError::Json {
-        segment: which,
-        reason: err.to_string(),
-    })
-}
-
-/// RFC 7515 §5.2 step 4 and RFC 7519 §7.2 step 10: the JSON must be UTF-8.
-/// serde_json checks only the strings it decodes and skips ignored ones
-/// unchecked, so the whole segment is checked here.
-pub(super) fn utf8(json: &[u8], which: Segment) -> Result<&str, JwtError> {
-    std::str::from_utf8(json).map_err(|_| JwtError::Json {
-        segment: which,
-        reason: "not UTF-8".to_owned(),
-    })
+    base64url::decode(segment.as_bytes(), buf).ok_or(JwtError::Base64 { segment: which })
 }
 
 #[cfg(test)]

@@ -1,14 +1,10 @@
-//! The claim set: read in one pass into typed values without building a
-//! `serde_json::Value`, refusing duplicates, then checked against the time
-//! window, issuer and audience.
+//! The claim set: read in one pass into typed values, refusing duplicates,
+//! then checked against the time window, issuer and audience.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-
-use super::{JwtError, Segment, Validation, utf8};
+use super::json::{Json, Name, Reader};
+use super::{JwtError, Segment, Validation};
 
 /// The claims the verifier checks, as typed values. `iss` and `aud` borrow
 /// from the decoded payload: they are only compared, never kept.
@@ -41,10 +37,10 @@ impl Audience<'_> {
     }
 }
 
-/// The claims as they appear in the payload, read in one pass without
-/// building a `serde_json::Value`; their types are checked afterwards.
+/// The claims the verifier reads, as they appear in the payload; their
+/// types are checked afterwards.
 #[derive(Default)]
-pub(super) struct RawClaims<'a> {
+struct RawClaims<'a> {
     exp: Option<Json<'a>>,
     nbf: Option<Json<'a>>,
     iat: Option<Json<'a>>,
@@ -61,14 +57,35 @@ pub(super) fn parse_claims<'a>(
     json: &'a [u8],
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
-    let mut de = serde_json::Deserializer::from_str(utf8(json, Segment::Payload)?);
-    let raw = ClaimsSeed(validation)
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|()| raw))
-        .map_err(|err| JwtError::Json {
-            segment: Segment::Payload,
-            reason: err.to_string(),
-        })?;
+    let mut raw = RawClaims::default();
+    let (user_claim, role_claim) = (
+        Name::new(&validation.user_claim),
+        Name::new(&validation.role_claim),
+    );
+    Reader::new(json, Segment::Payload)?.object(|reader, name| {
+        for (i, required) in validation.required.iter().enumerate() {
+            if name.is(&Name::new(required)) {
+                raw.present |= 1 << i;
+            }
+        }
+        let slot = if name.is(&user_claim) {
+            &mut raw.user
+        } else if name.is(&role_claim) {
+            &mut raw.role
+        } else {
+            match name.as_str() {
+                "exp" => &mut raw.exp,
+                "nbf" => &mut raw.nbf,
+                "iat" => &mut raw.iat,
+                "iss" => &mut raw.iss,
+                "aud" => &mut raw.aud,
+                "jti" => &mut raw.jti,
+                _ => return reader.skip(),
+            }
+        };
+        *slot = Some(reader.value()?);
+        Ok(())
+    })?;
     for (i, claim) in validation.required.iter().enumerate() {
         if raw.present & (1 << i) == 0 {
             return Err(JwtError::MissingClaim {
@@ -181,194 +198,6 @@ pub(super) fn is_header_safe(value: &str) -> bool {
         && !value.starts_with(' ')
         && !value.ends_with(' ')
         && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-}
-
-/// A claim value, classified by JSON type. Only the shapes claims may take
-/// are kept; anything else is `Other` and consumed with bounded work.
-#[derive(Debug)]
-pub(super) enum Json<'a> {
-    Int(i64),
-    UInt(u64),
-    Float(f64),
-    Str(Cow<'a, str>),
-    Strings(Vec<Cow<'a, str>>),
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Json<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor)
-    }
-}
-
-pub(super) struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
-        Ok(Json::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
-        Ok(Json::UInt(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Json<'de>, E> {
-        Ok(Json::Float(v))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
-        Ok(Json::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
-        Ok(Json::Other)
-    }
-    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
-        Ok(Json::Other)
-    }
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        let mut strings = Vec::new();
-        let mut all_strings = true;
-        while let Some(item) = seq.next_element::<Json<'de>>()? {
-            match item {
-                Json::Str(s) if all_strings => strings.push(s),
-                _ => all_strings = false,
-            }
-        }
-        Ok(if all_strings {
-            Json::Strings(strings)
-        } else {
-            Json::Other
-        })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Json::Other)
-    }
-}
-
-pub(super) struct ClaimsSeed<'v>(&'v Validation);
-
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = RawClaims<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<RawClaims<'de>, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = RawClaims<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of claims")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims<'de>, A::Error> {
-        let validation = self.0;
-        let mut raw = RawClaims::default();
-        // Parsers that disagree on which duplicate wins let a token mean one
-        // thing here and another upstream; RFC 7519 §4 (and RFC 7515 §5.2
-        // for the header) lets us refuse duplicates outright.
-        let mut seen = Seen::default();
-        while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
-            if seen.contains(&name) {
-                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
-            }
-            if let Some(i) = validation.required.iter().position(|r| *r == name) {
-                raw.present |= 1 << i;
-            }
-            let slot = if name == validation.user_claim {
-                &mut raw.user
-            } else if name == validation.role_claim {
-                &mut raw.role
-            } else {
-                match &*name {
-                    "exp" => &mut raw.exp,
-                    "nbf" => &mut raw.nbf,
-                    "iat" => &mut raw.iat,
-                    "iss" => &mut raw.iss,
-                    "aud" => &mut raw.aud,
-                    "jti" => &mut raw.jti,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                        seen.push(name);
-                        continue;
-                    }
-                }
-            };
-            *slot = Some(map.next_value::<Json<'de>>()?);
-            seen.push(name);
-        }
-        Ok(raw)
-    }
-}
-
-/// A member name, borrowed from the payload unless it has escapes. (serde's
-/// own `Cow<str>` impl always allocates: one `String` per claim.)
-pub(super) struct MemberName<'de>(pub(super) Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for MemberName<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(MemberNameVisitor)
-    }
-}
-
-pub(super) struct MemberNameVisitor;
-
-impl<'de> Visitor<'de> for MemberNameVisitor {
-    type Value = MemberName<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<MemberName<'de>, E> {
-        Ok(MemberName(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<MemberName<'de>, E> {
-        Ok(MemberName(Cow::Owned(v.to_owned())))
-    }
-}
-
-/// Member names read so far. The first [`Seen::INLINE`] stay on the stack,
-/// so a typical claim set is checked for duplicates without allocating.
-pub(super) struct Seen<'de> {
-    inline: [Cow<'de, str>; Seen::INLINE],
-    len: usize,
-    spill: Vec<Cow<'de, str>>,
-}
-
-impl Default for Seen<'_> {
-    fn default() -> Self {
-        Seen {
-            inline: [const { Cow::Borrowed("") }; Seen::INLINE],
-            len: 0,
-            spill: Vec::new(),
-        }
-    }
-}
-
-impl<'de> Seen<'de> {
-    const INLINE: usize = 16;
-
-    pub(super) fn contains(&self, name: &str) -> bool {
-        let same = |seen: &Cow<'de, str>| seen == name;
-        self.inline[..self.len].iter().any(same) || self.spill.iter().any(same)
-    }
-
-    pub(super) fn push(&mut self, name: Cow<'de, str>) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) => {
-                *slot = name;
-                self.len += 1;
-            }
-            None => self.spill.push(name),
-        }
-    }
 }
 
 pub(super) fn check_claims(

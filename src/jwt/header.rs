@@ -4,13 +4,9 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
-
-use super::claims::{MemberName, Seen};
-use super::{Alg, JwtError, Segment, decode_segment, parse_object};
+use super::json::{Json, Reader, Syntax};
+use super::{Alg, JwtError, Segment, decode_segment};
 
 /// A header segment this thread parsed and accepted, and what it said.
 pub(super) struct KnownHeader {
@@ -44,88 +40,48 @@ pub(super) fn with_header<R>(
     })
 }
 
+/// Reads `alg` and `kid`, and refuses what no key may be used for. Other
+/// members (`typ`, `cty`, `jwk`, `jku`, `x5u`, `x5c`, …) are ignored: a
+/// token never chooses its own key. Like the claims, the header may not
+/// repeat a member, known or not.
 pub(super) fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
     // Decoded on the stack unless unusually large.
     let (mut buf, mut heap) = ([0u8; 256], Vec::new());
     let json = decode_segment(segment, &mut buf, &mut heap, Segment::Header)?;
-    let header: Header<'_> = parse_object(json, Segment::Header)?;
-    if header.crit.0 || header.b64 == Some(false) {
+    let (mut alg, mut kid, mut extension) = (None, None, false);
+    Reader::new(json, Segment::Header)?.object(|reader, name| {
+        match name.as_str() {
+            "alg" => alg = Some(reader.string()?),
+            // A `kid` must be a string; `null` is not "no kid".
+            "kid" => kid = Some(reader.string()?),
+            // Any `crit`, even `null`, is refused (RFC 7515 §4.1.11): no
+            // extension is implemented.
+            "crit" => {
+                reader.skip()?;
+                extension = true;
+            }
+            // RFC 7797 unencoded payloads are not supported; only
+            // `b64: true` (the default meaning) passes.
+            "b64" => match reader.value()? {
+                Json::Bool(b64) => extension |= !b64,
+                _ => return Err(Syntax("b64 is not a boolean")),
+            },
+            _ => reader.skip()?,
+        }
+        Ok(())
+    })?;
+    if extension {
         return Err(JwtError::Crit);
     }
-    let alg = Alg::from_name(&header.alg).ok_or_else(|| JwtError::UnsupportedAlg {
-        alg: header.alg.clone().into_owned(),
+    let alg = alg.ok_or_else(|| JwtError::Json {
+        segment: Segment::Header,
+        reason: "missing member \"alg\"".to_owned(),
     })?;
     Ok(KnownHeader {
         segment: segment.to_owned(),
-        alg,
-        kid: header.kid.map(Cow::into_owned),
+        alg: Alg::from_name(&alg).ok_or_else(|| JwtError::UnsupportedAlg {
+            alg: alg.clone().into_owned(),
+        })?,
+        kid: kid.map(Cow::into_owned),
     })
-}
-
-/// The header members the verifier reads. Others (`typ`, `cty`, `jwk`, `jku`,
-/// `x5u`, `x5c`, …) are ignored: a token never chooses its own key. Like the
-/// claims, the header may not repeat a member, known or not.
-pub(super) struct Header<'a> {
-    alg: Cow<'a, str>,
-    /// A `kid` must be a string; `null` is not "no kid".
-    kid: Option<Cow<'a, str>>,
-    /// Any `crit`, even `null`, is refused (RFC 7515 §4.1.11): no extension
-    /// is implemented.
-    crit: Present,
-    /// RFC 7797 unencoded payloads are not supported; only `b64: true`
-    /// (the default meaning) passes.
-    b64: Option<bool>,
-}
-
-impl<'de> Deserialize<'de> for Header<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(HeaderVisitor)
-    }
-}
-
-pub(super) struct HeaderVisitor;
-
-impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = Header<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JOSE header object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
-        let (mut alg, mut kid, mut crit, mut b64) = (None, None, Present::default(), None);
-        let mut seen = Seen::default();
-        while let Some(MemberName(name)) = map.next_key::<MemberName<'de>>()? {
-            if seen.contains(&name) {
-                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
-            }
-            match &*name {
-                "alg" => alg = Some(map.next_value::<MemberName<'de>>()?.0),
-                "kid" => kid = Some(map.next_value::<MemberName<'de>>()?.0),
-                "crit" => crit = map.next_value::<Present>()?,
-                "b64" => b64 = Some(map.next_value::<bool>()?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            seen.push(name);
-        }
-        let alg = alg.ok_or_else(|| de::Error::missing_field("alg"))?;
-        Ok(Header {
-            alg,
-            kid,
-            crit,
-            b64,
-        })
-    }
-}
-
-/// Whether a member was present at all, whatever its value.
-#[derive(Default)]
-pub(super) struct Present(bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(d).map(|_| Present(true))
-    }
 }

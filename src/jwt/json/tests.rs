@@ -1,0 +1,371 @@
+//! The reader held to serde_json's verdict: on edge cases, on generated
+//! documents and on random mutations of them, whatever serde_json refuses
+//! the reader refuses; whatever it accepts the reader accepts with the same
+//! values, unless a name repeats (refused here on purpose).
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::*;
+
+/// Every top-level member as [`Reader::value`] reads it.
+fn read(text: &[u8]) -> Result<Vec<(String, Json<'_>)>, JwtError> {
+    let mut members = Vec::new();
+    Reader::new(text, Segment::Payload)?.object(|reader, name| {
+        members.push((name.as_str().to_owned(), reader.value()?));
+        Ok(())
+    })?;
+    Ok(members)
+}
+
+/// The same document with every value skipped unread.
+fn skim(text: &[u8]) -> Result<(), JwtError> {
+    Reader::new(text, Segment::Payload)?.object(|reader, _| reader.skip())
+}
+
+/// How the reader should classify what serde_json read.
+fn expected(value: &Value) -> Json<'static> {
+    match value {
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Json::UInt(u),
+            (None, Some(i), _) => Json::Int(i),
+            (None, None, Some(f)) => Json::Float(f),
+            _ => Json::Other,
+        },
+        Value::String(s) => Json::Str(Cow::Owned(s.clone())),
+        Value::Array(items) if items.iter().all(Value::is_string) => Json::Strings(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| Cow::Owned(s.to_owned()))
+                .collect(),
+        ),
+        Value::Null | Value::Array(_) | Value::Object(_) => Json::Other,
+    }
+}
+
+/// Top-level member names repeat (serde_json keeps the last; we refuse).
+fn repeats_a_name(text: &[u8]) -> bool {
+    struct CountMembers;
+    impl<'de> serde::de::Visitor<'de> for CountMembers {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+            let mut members = 0;
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {
+                members += 1;
+            }
+            Ok(members)
+        }
+    }
+    let members = serde::Deserializer::deserialize_map(
+        &mut serde_json::Deserializer::from_slice(text),
+        CountMembers,
+    );
+    match (serde_json::from_slice::<Value>(text), members) {
+        (Ok(Value::Object(map)), Ok(members)) => members > map.len(),
+        _ => false,
+    }
+}
+
+fn same(a: &Json<'_>, b: &Json<'_>) -> bool {
+    match (a, b) {
+        // serde_json's default float parser may round the last bit differently.
+        (Json::Float(x), Json::Float(y)) => x == y || (x - y).abs() <= x.abs() * 1e-15,
+        _ => a == b,
+    }
+}
+
+/// The contract, for any bytes.
+fn agrees_with_serde_json(text: &[u8]) -> Result<(), String> {
+    let theirs = serde_json::from_slice::<Value>(text);
+    let (ours, skimmed) = (read(text), skim(text));
+    let show = || String::from_utf8_lossy(text).into_owned();
+    if ours.is_ok() != skimmed.is_ok() {
+        return Err(format!("read and skip disagree on {:?}", show()));
+    }
+    match (&theirs, &ours) {
+        (Ok(Value::Object(map)), Ok(members)) => {
+            if members.len() != map.len() {
+                return Err(format!("member count differs on {:?}", show()));
+            }
+            for (name, value) in members {
+                let Some(want) = map.get(name) else {
+                    return Err(format!(
+                        "{name:?} not in serde_json's reading of {:?}",
+                        show()
+                    ));
+                };
+                if !same(value, &expected(want)) {
+                    return Err(format!("{name:?}: {value:?} vs {want:?} in {:?}", show()));
+                }
+            }
+            Ok(())
+        }
+        (Ok(Value::Object(_)), Err(_)) if repeats_a_name(text) => Ok(()),
+        (Ok(Value::Object(_)), Err(err)) => Err(format!(
+            "refused {:?} that serde_json accepts: {err}",
+            show()
+        )),
+        (_, Ok(_)) => Err(format!("accepted {:?} that serde_json refuses", show())),
+        (_, Err(_)) => Ok(()),
+    }
+}
+
+#[test]
+fn edge_cases_get_serde_json_s_verdict() {
+    let values = [
+        "0",
+        "-0",
+        "01",
+        "-01",
+        "1.",
+        ".5",
+        "1.5",
+        "-1.5e3",
+        "1e",
+        "1e+",
+        "1e-2",
+        "1E2",
+        "+1",
+        "0x1",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "NaN",
+        "Infinity",
+        "-",
+        "--1",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "1.0",
+        "true",
+        "false",
+        "null",
+        "tru",
+        "nul",
+        "True",
+        r#""""#,
+        r#""a\"b""#,
+        r#""\\""#,
+        r#""\/""#,
+        r#""\b\f\n\r\t""#,
+        r#""\x""#,
+        r#""\u12""#,
+        r#""\u0041""#,
+        r#""\u00e9""#,
+        r#""\uD83D\uDE00""#,
+        r#""\uD800""#,
+        r#""\uDC00""#,
+        r#""\uD800\u0041""#,
+        r#""\uD800x""#,
+        r#""\u0000""#,
+        "\"a\tb\"",
+        "\"a\u{1}b\"",
+        "\"caf\u{e9} \u{1F600}\"",
+        r#""a"#,
+        "[]",
+        "[1]",
+        "[1,]",
+        "[,1]",
+        r#"["a","b"]"#,
+        r#"["a",1]"#,
+        r#"[["a"]]"#,
+        "{}",
+        r#"{"a":1}"#,
+        r#"{"a":1,}"#,
+        r#"{"a" 1}"#,
+        "{,}",
+        r#"{"a":}"#,
+        r#"{1:2}"#,
+        "[1 2]",
+        "[",
+        "]",
+    ];
+    for value in values {
+        for text in [
+            format!(r#"{{"v":{value}}}"#),
+            format!("{{ \"v\" :\n\t{value} \r}}"),
+            format!(r#"{{"v":[{value}],"w":{{"x":{value}}}}}"#),
+        ] {
+            agrees_with_serde_json(text.as_bytes()).unwrap();
+        }
+    }
+    let documents: [&[u8]; 14] = [
+        b"",
+        b" ",
+        b"[]",
+        b"1",
+        b"\"x\"",
+        b"{} x",
+        b"{}{}",
+        b"  {}  ",
+        b"{\"a\":1}\n",
+        b"\xef\xbb\xbf{}",
+        b"{\"a\":\"\xff\"}",
+        b"{\"\xc3\x28\":1}",
+        b"{\"a\":1,\"a\":2}",
+        b"{\"a\":1,\"\\u0061\":2}",
+    ];
+    for text in documents {
+        agrees_with_serde_json(text).unwrap();
+    }
+}
+
+#[test]
+fn a_lone_surrogate_is_refused_even_where_nothing_reads_it() {
+    for text in [
+        r#"{"a":"\uD800"}"#,
+        r#"{"a":{"b":"\uDC00"}}"#,
+        r#"{"\uD800":1}"#,
+    ] {
+        assert!(read(text.as_bytes()).is_err(), "{text}");
+        assert!(skim(text.as_bytes()).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn escaped_and_plain_spellings_of_a_name_are_one_name() {
+    let err = read(br#"{"exp":1,"\u0065xp":2}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("duplicate member \"exp\""),
+        "{err}"
+    );
+    // Long names (no packed key) and more names than the inline table holds.
+    let long = r#"{"preferred_username":1,"preferred_usernam\u0065":2}"#;
+    assert!(read(long.as_bytes()).is_err());
+    let many: Vec<String> = (0..40).map(|i| format!(r#""n{i}":{i}"#)).collect();
+    let text = format!("{{{},\"n39\":0}}", many.join(","));
+    assert!(read(text.as_bytes()).is_err());
+    let text = format!("{{{}}}", many.join(","));
+    assert_eq!(read(text.as_bytes()).unwrap().len(), 40);
+}
+
+#[test]
+fn errors_name_the_position() {
+    let err = read(br#"{"a":tru}"#).unwrap_err();
+    assert_eq!(
+        err,
+        JwtError::Json {
+            segment: Segment::Payload,
+            reason: "true at byte 5".to_owned()
+        }
+    );
+}
+
+#[test]
+fn plain_runs_stop_at_the_first_quote_backslash_or_control_character() {
+    for len in 0..40 {
+        for end in [b'"', b'\\', 0x00, 0x1f] {
+            let mut bytes = vec![b'a'; len];
+            bytes.push(end);
+            bytes.extend_from_slice(b"\"\\\x01zzzzzzzzz");
+            assert_eq!(plain_run(&bytes), len, "{len} {end}");
+        }
+        // Bytes just above the stop set, and UTF-8 above 0x7f, are plain.
+        let plain: Vec<u8> = [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff]
+            .into_iter()
+            .cycle()
+            .take(len)
+            .collect();
+        assert_eq!(plain_run(&plain), len);
+    }
+}
+
+/// A JSON value of the shapes tokens hold, with strings that need escapes.
+fn value() -> impl Strategy<Value = Value> {
+    let text = prop::collection::vec(
+        prop::sample::select(vec![
+            'a',
+            'Z',
+            '0',
+            ' ',
+            '"',
+            '\\',
+            '/',
+            '\n',
+            '\t',
+            '\u{1}',
+            '\u{1f}',
+            '\u{7f}',
+            'é',
+            '€',
+            '\u{1F600}',
+            '\u{FFFF}',
+        ]),
+        0..12,
+    )
+    .prop_map(|chars| chars.into_iter().collect::<String>());
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        (0u64..2_000_000_000).prop_map(Value::from),
+        text.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(text.clone().prop_map(Value::String), 0..4)
+                .prop_map(Value::Array),
+            prop::collection::btree_map(text.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// An object of such values, compact or pretty-printed.
+fn document() -> impl Strategy<Value = String> {
+    let names = "[a-z]{1,3}|preferred_username";
+    let members = prop::collection::btree_map(names, value(), 0..8);
+    (members, any::<bool>()).prop_map(|(members, pretty)| {
+        let object = Value::Object(members.into_iter().collect());
+        match pretty {
+            true => serde_json::to_string_pretty(&object).unwrap(),
+            false => object.to_string(),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn generated_documents_get_serde_json_s_verdict(text in document()) {
+        prop_assert_eq!(agrees_with_serde_json(text.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn mutated_documents_get_serde_json_s_verdict(
+        text in document(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(
+            b"{}[]\":,\\ 0123456789eE.+-tfnulrsaxD\x01\x7f\xc3\xa9".to_vec())), 1..4),
+    ) {
+        let mut bytes = text.into_bytes();
+        for (at, kind, byte) in edits {
+            let i = at.index(bytes.len() + 1);
+            match kind {
+                0 => bytes.insert(i, byte),
+                1 if i < bytes.len() => { bytes.remove(i); }
+                _ if i < bytes.len() => bytes[i] = byte,
+                _ => bytes.push(byte),
+            }
+        }
+        prop_assert_eq!(agrees_with_serde_json(&bytes), Ok(()));
+    }
+}
