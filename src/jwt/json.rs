@@ -511,7 +511,10 @@ struct Names<'a> {
 
 impl<'a> Names<'a> {
     /// Adds `name`; false if it was already there.
-    #[expect(clippy::ptr_arg, reason = "a borrowed long name is kept without copying it")]
+    #[expect(
+        clippy::ptr_arg,
+        reason = "a borrowed long name is kept without copying it"
+    )]
     fn insert(&mut self, name: &Name<'_>, text: &Cow<'a, str>) -> bool {
         let known = |key: &u64| name.key == Some(*key);
         if self.short[..self.shorts].iter().any(known) || self.other.iter().any(|o| o == text) {
