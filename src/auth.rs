@@ -6,7 +6,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::jwks::Keyring;
-use crate::jwt::{self, Alg, JwtError, Validation, Verified};
+use crate::jwt::{self, Alg, JwtError, Roles, Validation, Verified};
 use crate::keys::KeySet;
 use crate::revocation::{Revocations, Revoked};
 use crate::routes::{AuthMode, Route};
@@ -28,12 +28,12 @@ pub enum AuthError {
     #[error(
         "token of user {} has roles [{}], route needs one of [{}]",
         user.as_deref().unwrap_or("-"),
-        roles.join(", "),
+        roles,
         required.join(", ")
     )]
     Forbidden {
         user: Option<String>,
-        roles: Vec<String>,
+        roles: Roles,
         required: Vec<String>,
     },
 }
@@ -265,7 +265,12 @@ fn conclude(
 
 /// The route's role policy: any one of its roles, or any valid token.
 fn check_roles(route: &Route, verified: Verified) -> Result<Verified, AuthError> {
-    if !route.roles.is_empty() && !verified.roles.iter().any(|r| route.roles.contains(r)) {
+    if !route.roles.is_empty()
+        && !verified
+            .roles
+            .iter()
+            .any(|r| route.roles.iter().any(|x| x == r))
+    {
         return Err(AuthError::Forbidden {
             user: verified.user,
             roles: verified.roles,
@@ -344,7 +349,7 @@ mod tests {
             },
             AuthError::Forbidden {
                 user: None,
-                roles: vec![],
+                roles: Roles::default(),
                 required: vec![],
             },
         ];

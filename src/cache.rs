@@ -139,7 +139,7 @@ mod tests {
             alg: Alg::ES256,
             kid: None,
             user: Some("42".into()),
-            roles: vec![],
+            roles: crate::jwt::Roles::default(),
             exp: Some(100),
             iat: None,
             jti: None,

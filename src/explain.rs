@@ -144,7 +144,7 @@ fn walk(
             out,
             "authorization: ok (user {}, roles [{}])",
             v.user.as_deref().unwrap_or("-"),
-            v.roles.join(", ")
+            v.roles
         ),
     };
 

@@ -15,6 +15,8 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::jwt::Roles;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -176,7 +178,7 @@ fn is_identity_header(name: &HeaderName) -> bool {
 /// The identity forwarded for a request.
 pub struct Identity<'a> {
     pub user: Option<&'a str>,
-    pub roles: &'a [String],
+    pub roles: &'a Roles,
 }
 
 /// Prepares request headers for the upstream. Call after `remove_hop_by_hop`.
@@ -204,7 +206,7 @@ pub fn prepare_request(
             headers.insert(X_USER_ID, user);
         }
         if !identity.roles.is_empty()
-            && let Ok(roles) = HeaderValue::from_str(&identity.roles.join(","))
+            && let Ok(roles) = HeaderValue::from_str(identity.roles.joined())
         {
             headers.insert(X_ROLE, roles);
         }
@@ -360,7 +362,7 @@ mod tests {
     #[test]
     fn verified_identity_replaces_client_copies() {
         let mut h = map(&[("x-user-id", "evil"), ("authorization", "Bearer t")]);
-        let roles = vec!["user".to_owned(), "ops".to_owned()];
+        let roles = Roles::of(&["user", "ops"]);
         prepare_request(
             &mut h,
             Some(Identity {
@@ -382,7 +384,7 @@ mod tests {
             ("keep-alive", "5"),
         ]);
         remove_hop_by_hop(&mut h);
-        let roles = vec!["user".to_owned()];
+        let roles = Roles::of(&["user"]);
         prepare_request(
             &mut h,
             Some(Identity {

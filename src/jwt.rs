@@ -150,13 +150,46 @@ pub struct Verified {
     pub kid: Option<String>,
     /// The user claim, as forwarded in `X-User-Id`.
     pub user: Option<String>,
-    /// The roles, each a header-safe string without commas.
-    pub roles: Vec<String>,
+    pub roles: Roles,
     pub exp: Option<i64>,
     /// `iat`, for revocations of a subject's tokens issued before a time.
     pub iat: Option<i64>,
     /// `jti` (RFC 7519 §4.1.7), for revoking one token.
     pub jti: Option<String>,
+}
+
+/// The roles a token carries, held as the `X-Role` value the upstream
+/// gets: joined by `,`. Each role is non-empty, header-safe and has no
+/// comma, so the value splits back exactly. One allocation per token,
+/// none per role, and no join per request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles(String);
+
+impl Roles {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(',').filter(|role| !role.is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The roles joined by `,`: the `X-Role` header value.
+    pub fn joined(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn of(roles: &[&str]) -> Roles {
+        Roles(roles.join(","))
+    }
+}
+
+/// `a, b`, for messages.
+impl fmt::Display for Roles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.replace(',', ", "))
+    }
 }
 
 /// Which part of a token a problem was found in.

@@ -287,7 +287,7 @@ mod tests {
             alg: Alg::HS256,
             kid: None,
             user: Some(user.to_owned()),
-            roles: vec![],
+            roles: crate::jwt::Roles::default(),
             exp: None,
             iat,
             jti: jti.map(str::to_owned),

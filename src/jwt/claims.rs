@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::json::{Json, Name, Reader};
-use super::{JwtError, Segment, Validation};
+use super::{JwtError, Roles, Segment, Validation};
 
 /// The claims the verifier checks, as typed values. `iss` and `aud` borrow
 /// from the decoded payload: they are only compared, never kept.
@@ -16,7 +16,7 @@ pub(super) struct Claims<'a> {
     pub(super) iss: Option<Cow<'a, str>>,
     pub(super) aud: Option<Audience<'a>>,
     pub(super) user: Option<String>,
-    pub(super) roles: Vec<String>,
+    pub(super) roles: Roles,
     pub(super) jti: Option<String>,
 }
 
@@ -118,7 +118,7 @@ pub(super) fn parse_claims<'a>(
             .transpose()?,
         roles: match raw.role {
             Some(v) => roles(&validation.role_claim, v)?,
-            None => Vec::new(),
+            None => Roles::default(),
         },
         jti: raw
             .jti
@@ -177,17 +177,15 @@ pub(super) fn user_id(claim: &str, value: Json<'_>) -> Result<String, JwtError> 
     }
 }
 
-pub(super) fn roles(claim: &str, value: Json<'_>) -> Result<Vec<String>, JwtError> {
-    let roles: Vec<String> = match value {
-        Json::Str(s) => vec![s.into_owned()],
-        Json::Strings(list) => list.into_iter().map(Cow::into_owned).collect(),
-        _ => return Err(invalid(claim, NOT_STRINGS)),
-    };
+pub(super) fn roles(claim: &str, value: Json<'_>) -> Result<Roles, JwtError> {
     // Roles travel joined by "," in one header, so a comma inside one role
     // would let a token smuggle a second role past the policy.
-    match roles.iter().all(|r| is_header_safe(r) && !r.contains(',')) {
-        true => Ok(roles),
-        false => Err(invalid(claim, NOT_HEADER_SAFE)),
+    let fits = |role: &str| is_header_safe(role) && !role.contains(',');
+    match value {
+        Json::Str(role) if fits(&role) => Ok(Roles(role.into_owned())),
+        Json::Strings(list) if list.iter().all(|role| fits(role)) => Ok(Roles(list.join(","))),
+        Json::Str(_) | Json::Strings(_) => Err(invalid(claim, NOT_HEADER_SAFE)),
+        _ => Err(invalid(claim, NOT_STRINGS)),
     }
 }
 
