@@ -38,12 +38,26 @@ pub enum SignError {
     Failed,
 }
 
+/// Why ring refused a private key, in words (its own text is a CamelCase
+/// variant name such as `WrongAlgorithm`).
+fn rejected(alg: Alg, err: &ring::error::KeyRejected) -> String {
+    let why = match err.to_string().as_str() {
+        "WrongAlgorithm" => "it is a key of another type or curve".to_owned(),
+        "InvalidEncoding" => "its encoding is invalid".to_owned(),
+        "InconsistentComponents" => "its components do not belong together".to_owned(),
+        "TooSmall" => "it is too small".to_owned(),
+        "TooLarge" => "it is too large".to_owned(),
+        other => other.to_owned(),
+    };
+    format!("not a {alg} key: {why}")
+}
+
 impl Signer {
     /// Loads a PEM private key for `alg`: RSA (PKCS#8 or PKCS#1) for
     /// RS*/PS*, EC P-256/P-384 (PKCS#8) for ES256/ES384, Ed25519 (PKCS#8) for EdDSA.
     pub fn from_pem(kid: Option<String>, alg: Alg, pem: &[u8]) -> Result<Signer, SignError> {
         let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| SignError::Key(e.to_string()))?;
-        let bad = |e: &dyn std::fmt::Display| SignError::Key(format!("not a {alg} key: {e}"));
+        let bad = |e: &ring::error::KeyRejected| SignError::Key(rejected(alg, e));
         let key = match (alg, &der) {
             (Alg::HS256 | Alg::HS384 | Alg::HS512, _) => {
                 return Err(SignError::Key(format!("{alg} signs with a secret")));

@@ -522,3 +522,15 @@ fn ec_point_off_the_curve_is_refused_at_load() {
     let long = |v: &[u8]| [&[0u8; 16][..], v].concat();
     assert!(Key::ec(None, Alg::ES384, &long(&x), &long(&y)).is_err());
 }
+
+#[test]
+fn a_private_key_of_the_wrong_curve_is_refused_in_words() {
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let err = crate::token::Signer::from_pem(None, Alg::ES256, p384.serialize_pem().as_bytes())
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "cannot read the private key: not a ES256 key: it is a key of another type or curve"
+    );
+}
