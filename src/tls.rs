@@ -241,26 +241,25 @@ mod tests {
     /// anything left to send.
     fn handshake<A, B>(client: &mut ConnectionCommon<A>, server: &mut ConnectionCommon<B>) {
         for _ in 0..10 {
-            let mut moved = false;
-            while client.wants_write() {
-                let mut buf = Vec::new();
-                client.write_tls(&mut buf).unwrap();
-                server.read_tls(&mut buf.as_slice()).unwrap();
-                server.process_new_packets().unwrap();
-                moved = true;
-            }
-            while server.wants_write() {
-                let mut buf = Vec::new();
-                server.write_tls(&mut buf).unwrap();
-                client.read_tls(&mut buf.as_slice()).unwrap();
-                client.process_new_packets().unwrap();
-                moved = true;
-            }
-            if !moved {
+            // `|`, not `||`: both directions every round.
+            if !(send(client, server) | send(server, client)) {
                 return;
             }
         }
         panic!("handshake did not settle");
+    }
+
+    /// Delivers what `from` has to send; whether there was anything.
+    fn send<A, B>(from: &mut ConnectionCommon<A>, to: &mut ConnectionCommon<B>) -> bool {
+        let mut moved = false;
+        while from.wants_write() {
+            let mut buf = Vec::new();
+            from.write_tls(&mut buf).unwrap();
+            to.read_tls(&mut buf.as_slice()).unwrap();
+            to.process_new_packets().unwrap();
+            moved = true;
+        }
+        moved
     }
 
     fn pki() -> (DevPki, Arc<ServerConfig>) {
