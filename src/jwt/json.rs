@@ -3,10 +3,12 @@
 //!
 //! Why not serde_json: per request the verifier reads a handful of members
 //! of a ~120-byte object. Through serde_json, with the visitor needed to
-//! classify claim types and refuse duplicate names, that took ~800 ns, half
-//! of the whole verification (`cargo bench --bench verify`); this reader
-//! takes a fraction of it, borrows every name and string without escapes,
-//! and never allocates for a typical token.
+//! classify claim types and refuse duplicate names, that took ~800 ns of a
+//! ~1.7 µs verification (`perf`): a libc `memcmp` call per name comparison
+//! and generic visitor glue. This reader borrows every name and string
+//! without escapes, compares short names as packed integers, and does not
+//! allocate for a typical token; with SIMD base64url as well, the
+//! verification fell to ~1.0–1.25 µs (`cargo bench --bench verify`).
 //!
 //! It is as strict as serde_json, and stricter where serde_json is lenient:
 //! UTF-8 is checked for the whole text, duplicate member names are refused,
