@@ -36,58 +36,6 @@ pub(super) enum Json<'a> {
     Other,
 }
 
-/// Bytes that end a run of plain string content: the closing quote, an
-/// escape, and the control characters RFC 8259 §7 forbids unescaped.
-const ENDS_PLAIN_RUN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-/// The value of ASCII decimal digits, if it fits in a u64. Up to 19 digits
-/// always fit, so only a 20th needs checked arithmetic.
-fn decimal(digits: &[u8]) -> Option<u64> {
-    let value = |digits: &[u8]| digits.iter().fold(0, |m, d| m * 10 + u64::from(d - b'0'));
-    match digits {
-        _ if digits.len() <= 19 => Some(value(digits)),
-        [head @ .., last] if digits.len() == 20 => value(head)
-            .checked_mul(10)?
-            .checked_add(u64::from(last - b'0')),
-        _ => None,
-    }
-}
-
-/// Length of the plain string content at the start of `bytes`: up to the
-/// first byte that [`ENDS_PLAIN_RUN`]. Eight bytes per step (SWAR): the
-/// lowest flagged byte of a word is always a true match.
-fn plain_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
-    let mut at = 0;
-    while let Some(Ok(chunk)) = bytes.get(at..at + 8).map(<[u8; 8]>::try_from) {
-        let word = u64::from_le_bytes(chunk);
-        let ends = below(word, 0x20)
-            | below(word ^ (ONES * u64::from(b'"')), 1)
-            | below(word ^ (ONES * u64::from(b'\\')), 1);
-        if ends != 0 {
-            return at + ends.trailing_zeros() as usize / 8;
-        }
-        at += 8;
-    }
-    let rest = bytes.get(at..).unwrap_or_default();
-    at + rest
-        .iter()
-        .position(|&b| ENDS_PLAIN_RUN[usize::from(b)])
-        .unwrap_or(rest.len())
-}
-
 /// Deepest nesting [`Reader::skip`] follows: more than any token can hold
 /// (an 8 KiB token decodes to 6 KiB), so depth is never a reason to refuse.
 const MAX_DEPTH: usize = 8 * 1024;
@@ -460,6 +408,58 @@ impl<'a> Reader<'a> {
             self.at += 1;
         }
     }
+}
+
+/// Bytes that end a run of plain string content: the closing quote, an
+/// escape, and the control characters RFC 8259 §7 forbids unescaped.
+const ENDS_PLAIN_RUN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// The value of ASCII decimal digits, if it fits in a u64. Up to 19 digits
+/// always fit, so only a 20th needs checked arithmetic.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    let value = |digits: &[u8]| digits.iter().fold(0, |m, d| m * 10 + u64::from(d - b'0'));
+    match digits {
+        _ if digits.len() <= 19 => Some(value(digits)),
+        [head @ .., last] if digits.len() == 20 => value(head)
+            .checked_mul(10)?
+            .checked_add(u64::from(last - b'0')),
+        _ => None,
+    }
+}
+
+/// Length of the plain string content at the start of `bytes`: up to the
+/// first byte that [`ENDS_PLAIN_RUN`]. Eight bytes per step (SWAR): the
+/// lowest flagged byte of a word is always a true match.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let mut at = 0;
+    while let Some(Ok(chunk)) = bytes.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        let word = u64::from_le_bytes(chunk);
+        let ends = below(word, 0x20)
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if ends != 0 {
+            return at + ends.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|&b| ENDS_PLAIN_RUN[usize::from(b)])
+        .unwrap_or(rest.len())
 }
 
 /// What the reader refused; [`Reader::object`] adds where.
