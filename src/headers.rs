@@ -15,9 +15,9 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::jwt::Roles;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::jwt::Roles;
 
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub const X_ROLE: HeaderName = HeaderName::from_static("x-role");

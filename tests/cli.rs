@@ -424,12 +424,16 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     assert_eq!(access[1]["reason"], "missing");
 }
 
+/// The example config with the file watcher off, so only SIGHUP reloads.
+fn no_watch(config: String) -> String {
+    config.replace("\nwatch = true ", "\nwatch = false")
+}
+
 #[tokio::test]
 async fn sighup_reloads_routes_and_revocations_and_a_broken_config_changes_nothing() {
     let dir = scratch("sighup");
     let upstream = Upstream::start().await;
     // Only SIGHUP reloads here: the file watcher is off.
-    let no_watch = |c: String| c.replace("\nwatch = true ", "\nwatch = false");
     let (port, base) = Served::write_config(&dir, upstream.addr, no_watch);
     assert!(base.contains("watch = false"));
     let served = Served::start(&dir, port).await;
@@ -511,7 +515,6 @@ async fn sighup_during_start_up_does_not_end_the_process_and_still_reloads() {
     let dir = scratch("early-hup");
     let upstream = Upstream::start().await;
     // SIGHUP alone must carry the revocation made during start-up.
-    let no_watch = |c: String| c.replace("\nwatch = true ", "\nwatch = false");
     let (port, _) = Served::write_config(&dir, upstream.addr, no_watch);
     // From the moment the process has a SIGHUP handler (SigCgt bit 1 in
     // /proc: the exec itself cannot be protected), until it listens.
