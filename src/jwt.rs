@@ -11,6 +11,7 @@
 //! Nothing here does I/O or reads the clock: `now` is passed in.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use crate::keys::{Key, KeySet};
 
@@ -349,12 +350,12 @@ pub fn verify_reporting_alg(
         *alg_seen = Some(alg);
         // Fixed-length signatures (HMAC, ECDSA, EdDSA) decode into a small
         // buffer; only RSA needs room for a modulus of up to 8192 bits.
-        let mut small = [0u8; 96];
+        let mut small = [MaybeUninit::uninit(); 96];
         let mut large;
-        let buf: &mut [u8] = match alg.signature_len() {
+        let buf: &mut [MaybeUninit<u8>] = match alg.signature_len() {
             Some(_) => &mut small,
             None => {
-                large = [0u8; MAX_SIGNATURE_LEN];
+                large = [MaybeUninit::uninit(); MAX_SIGNATURE_LEN];
                 &mut large
             }
         };
@@ -368,7 +369,7 @@ pub fn verify_reporting_alg(
         Ok((alg, select_key(keys, kid, alg, signing_input, signature)?))
     })?;
 
-    let (mut payload_buf, mut payload_heap) = ([0u8; 1024], Vec::new());
+    let (mut payload_buf, mut payload_heap) = ([MaybeUninit::uninit(); 1024], Vec::new());
     let payload = decode_segment(
         payload_b64,
         &mut payload_buf,
@@ -484,7 +485,7 @@ pub(super) fn select_key<'k>(
 /// claim sets fit on the stack, so the common path does not allocate.
 pub(super) fn decode_segment<'b>(
     segment: &str,
-    buf: &'b mut [u8],
+    buf: &'b mut [MaybeUninit<u8>],
     heap: &'b mut Vec<u8>,
     which: Segment,
 ) -> Result<&'b [u8], JwtError> {
@@ -492,8 +493,8 @@ pub(super) fn decode_segment<'b>(
     let out = match len <= buf.len() {
         true => buf,
         false => {
-            heap.resize(len, 0);
-            heap.as_mut_slice()
+            heap.reserve_exact(len);
+            heap.spare_capacity_mut()
         }
     };
     decode_into(segment, out, which)
@@ -501,7 +502,7 @@ pub(super) fn decode_segment<'b>(
 
 pub(super) fn decode_into<'b>(
     segment: &str,
-    buf: &'b mut [u8],
+    buf: &'b mut [MaybeUninit<u8>],
     which: Segment,
 ) -> Result<&'b [u8], JwtError> {
     base64url::decode(segment.as_bytes(), buf).ok_or(JwtError::Base64 { segment: which })

@@ -301,10 +301,21 @@ impl Key {
         match &self.material {
             // `verify_slice` compares with `subtle`, in time independent of
             // where the first differing byte is.
-            Material::Hmac(mac) => match mac.clone() {
-                PreparedMac::Hs256(mac) => mac.chain_update(signing_input).verify_slice(signature),
-                PreparedMac::Hs384(mac) => mac.chain_update(signing_input).verify_slice(signature),
-                PreparedMac::Hs512(mac) => mac.chain_update(signing_input).verify_slice(signature),
+            // Only the prepared state of this key's hash is copied, not the
+            // enum sized for the largest.
+            Material::Hmac(mac) => match mac {
+                PreparedMac::Hs256(mac) => mac
+                    .clone()
+                    .chain_update(signing_input)
+                    .verify_slice(signature),
+                PreparedMac::Hs384(mac) => mac
+                    .clone()
+                    .chain_update(signing_input)
+                    .verify_slice(signature),
+                PreparedMac::Hs512(mac) => mac
+                    .clone()
+                    .chain_update(signing_input)
+                    .verify_slice(signature),
             }
             .is_ok(),
             Material::Rsa { n, e } => {

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use super::json::{Json, Reader, Syntax};
 use super::{Alg, JwtError, Segment, decode_segment};
@@ -46,7 +47,7 @@ pub(super) fn with_header<R>(
 /// repeat a member, known or not.
 pub(super) fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
     // Decoded on the stack unless unusually large.
-    let (mut buf, mut heap) = ([0u8; 256], Vec::new());
+    let (mut buf, mut heap) = ([MaybeUninit::uninit(); 256], Vec::new());
     let json = decode_segment(segment, &mut buf, &mut heap, Segment::Header)?;
     let (mut alg, mut kid, mut extension) = (None, None, false);
     Reader::new(json, Segment::Header)?.object(|reader, name| {
