@@ -431,7 +431,15 @@ async fn shutdown_signal() {
 
 /// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
 fn init_logging(log: &config::Log) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JWTGATE_LOG")
+    let mut spec = std::env::var("JWTGATE_LOG").unwrap_or_else(|_| log.level.clone());
+    // rustls warns, once per handshake, about client quirks it works around
+    // (wrk and some TLS stacks send an IP address as SNI): noise an operator
+    // cannot act on, and a line any client can make the gateway write. A
+    // filter that names rustls (`info,rustls=debug`) shows them.
+    if !spec.contains("rustls") {
+        spec.push_str(",rustls::msgs::handshake=error");
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

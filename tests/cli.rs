@@ -300,15 +300,23 @@ impl Served {
     }
 
     async fn start(dir: &std::path::Path, port: u16) -> Served {
-        Served::start_with(dir, port, |_| ()).await
+        Served::start_with(dir, port, &[], |_| ()).await
     }
 
-    /// Starts it, calling `while_starting` with its pid until it listens.
-    async fn start_with(dir: &std::path::Path, port: u16, while_starting: impl Fn(u32)) -> Served {
+    /// Starts it with `env` added, calling `while_starting` with its pid
+    /// until it listens.
+    async fn start_with(
+        dir: &std::path::Path,
+        port: u16,
+        env: &[(&str, &str)],
+        while_starting: impl Fn(u32),
+    ) -> Served {
         let mut child = Command::new(BIN)
             .args(["serve", "--config", "jwtgate.toml"])
             .current_dir(dir)
             .env("JWTGATE_SECRET", support::SECRET)
+            .env_remove("JWTGATE_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -422,6 +430,44 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     );
     assert_eq!(access[1]["status"], 401);
     assert_eq!(access[1]["reason"], "missing");
+}
+
+/// wrk and some TLS stacks send an IP address as SNI (RFC 6066 §3 forbids
+/// it); rustls ignores it and warns per handshake. That line is noise an
+/// operator cannot act on and any client can make the gateway write, so it
+/// is logged only when the filter names rustls.
+#[tokio::test]
+async fn an_ip_address_sent_as_sni_is_served_and_not_warned_about_per_handshake() {
+    let dir = scratch("ip-sni");
+    let upstream = Upstream::start().await;
+    let (port, _) = Served::write_config(&dir, upstream.addr, |c| c);
+    let handshake_with_ip_sni = || {
+        let output = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("openssl s_client runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(text.contains("TLSv1.3"), "handshake failed: {text}");
+    };
+    let warned = |log: &str| log.contains("IP address presented as hostname");
+
+    let served = Served::start(&dir, port).await;
+    handshake_with_ip_sni();
+    handshake_with_ip_sni();
+    let (_, log) = served.stop().await;
+    assert!(!warned(&log), "{log}");
+
+    let env = [("JWTGATE_LOG", "info,rustls=warn")];
+    let served = Served::start_with(&dir, port, &env, |_| ()).await;
+    handshake_with_ip_sni();
+    let (_, log) = served.stop().await;
+    assert!(
+        warned(&log),
+        "a filter naming rustls shows the warning: {log}"
+    );
 }
 
 /// The example config with the file watcher off, so only SIGHUP reloads.
@@ -547,7 +593,7 @@ async fn sighup_during_start_up_does_not_end_the_process_and_still_reloads() {
             sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     };
-    let served = Served::start_with(&dir, port, hup).await;
+    let served = Served::start_with(&dir, port, &[], hup).await;
     assert!(
         sent.into_inner() > 0,
         "start-up was over before a SIGHUP could be sent"
