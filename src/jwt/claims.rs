@@ -37,27 +37,49 @@ impl Audience<'_> {
     }
 }
 
-/// The claims the verifier reads, as they appear in the payload; their
-/// types are checked afterwards.
-#[derive(Default)]
-struct RawClaims<'a> {
-    exp: Option<Json<'a>>,
-    nbf: Option<Json<'a>>,
-    iat: Option<Json<'a>>,
-    iss: Option<Json<'a>>,
-    aud: Option<Json<'a>>,
-    user: Option<Json<'a>>,
-    role: Option<Json<'a>>,
-    jti: Option<Json<'a>>,
-    /// Bit i set: `validation.required[i]` was present.
-    present: u64,
+/// A claim the verifier reads, in the order its problems are reported:
+/// whatever order the payload has, a token with a bad `exp` and a bad `sub`
+/// is refused for its `exp`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    Exp,
+    Nbf,
+    Iat,
+    Iss,
+    Aud,
+    User,
+    Role,
+    Jti,
 }
 
+impl Slot {
+    fn claim(self, validation: &Validation) -> &str {
+        match self {
+            Slot::Exp => "exp",
+            Slot::Nbf => "nbf",
+            Slot::Iat => "iat",
+            Slot::Iss => "iss",
+            Slot::Aud => "aud",
+            Slot::User => &validation.user_claim,
+            Slot::Role => &validation.role_claim,
+            Slot::Jti => "jti",
+        }
+    }
+}
+
+/// Reads the claim set in one pass, converting each claim the verifier
+/// reads to its type as it goes. A claim of the wrong type is remembered,
+/// not refused at once, so the answer does not depend on member order: a
+/// malformed payload is a JSON error, then a missing required claim, then
+/// the first bad claim in [`Slot`] order.
 pub(super) fn parse_claims<'a>(
     json: &'a [u8],
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
-    let mut raw = RawClaims::default();
+    let mut claims = Claims::default();
+    // Bit i set: `validation.required[i]` was present.
+    let mut present = 0u64;
+    let mut problem: Option<(Slot, &'static str)> = None;
     let (user_claim, role_claim) = (
         Name::new(&validation.user_claim),
         Name::new(&validation.role_claim),
@@ -65,69 +87,53 @@ pub(super) fn parse_claims<'a>(
     Reader::new(json, Segment::Payload)?.object(|reader, name| {
         for (i, required) in validation.required.iter().enumerate() {
             if name.is(&Name::new(required)) {
-                raw.present |= 1 << i;
+                present |= 1 << i;
             }
         }
         let slot = if name.is(&user_claim) {
-            &mut raw.user
+            Slot::User
         } else if name.is(&role_claim) {
-            &mut raw.role
+            Slot::Role
         } else {
             match name.as_str() {
-                "exp" => &mut raw.exp,
-                "nbf" => &mut raw.nbf,
-                "iat" => &mut raw.iat,
-                "iss" => &mut raw.iss,
-                "aud" => &mut raw.aud,
-                "jti" => &mut raw.jti,
+                "exp" => Slot::Exp,
+                "nbf" => Slot::Nbf,
+                "iat" => Slot::Iat,
+                "iss" => Slot::Iss,
+                "aud" => Slot::Aud,
+                "jti" => Slot::Jti,
                 _ => return reader.skip(),
             }
         };
-        *slot = Some(reader.value()?);
+        let value = reader.value()?;
+        let read = match slot {
+            Slot::Exp => numeric_date(value).map(|t| claims.exp = Some(t)),
+            Slot::Nbf => numeric_date(value).map(|t| claims.nbf = Some(t)),
+            Slot::Iat => numeric_date(value).map(|t| claims.iat = Some(t)),
+            Slot::Iss => string(value).map(|iss| claims.iss = Some(iss)),
+            Slot::Aud => audience(value).map(|aud| claims.aud = Some(aud)),
+            Slot::User => user_id(value).map(|user| claims.user = Some(user)),
+            Slot::Role => roles(value).map(|roles| claims.roles = roles),
+            Slot::Jti => string(value).map(|jti| claims.jti = Some(jti.into_owned())),
+        };
+        if let Err(what) = read
+            && problem.is_none_or(|(first, _)| slot < first)
+        {
+            problem = Some((slot, what));
+        }
         Ok(())
     })?;
     for (i, claim) in validation.required.iter().enumerate() {
-        if raw.present & (1 << i) == 0 {
+        if present & (1 << i) == 0 {
             return Err(JwtError::MissingClaim {
                 claim: claim.clone(),
             });
         }
     }
-    Ok(Claims {
-        exp: raw.exp.map(|v| numeric_date("exp", v)).transpose()?,
-        nbf: raw.nbf.map(|v| numeric_date("nbf", v)).transpose()?,
-        iat: raw.iat.map(|v| numeric_date("iat", v)).transpose()?,
-        iss: raw
-            .iss
-            .map(|v| match v {
-                Json::Str(s) => Ok(s),
-                _ => Err(invalid("iss", NOT_A_STRING)),
-            })
-            .transpose()?,
-        aud: raw
-            .aud
-            .map(|v| match v {
-                Json::Str(s) => Ok(Audience::One(s)),
-                Json::Strings(list) => Ok(Audience::Many(list)),
-                _ => Err(invalid("aud", NOT_STRINGS)),
-            })
-            .transpose()?,
-        user: raw
-            .user
-            .map(|v| user_id(&validation.user_claim, v))
-            .transpose()?,
-        roles: match raw.role {
-            Some(v) => roles(&validation.role_claim, v)?,
-            None => Roles::default(),
-        },
-        jti: raw
-            .jti
-            .map(|v| match v {
-                Json::Str(s) => Ok(s.into_owned()),
-                _ => Err(invalid("jti", NOT_A_STRING)),
-            })
-            .transpose()?,
-    })
+    match problem {
+        Some((slot, what)) => Err(invalid(slot.claim(validation), what)),
+        None => Ok(claims),
+    }
 }
 
 pub(super) const NOT_A_NUMERIC_DATE: &str = "is not a NumericDate";
@@ -136,7 +142,7 @@ pub(super) const NOT_STRINGS: &str = "is not a string or an array of strings";
 pub(super) const NOT_A_USER_ID: &str = "is not a string or an integer";
 pub(super) const NOT_HEADER_SAFE: &str = "holds characters not allowed in a forwarded header";
 
-pub(super) fn invalid(claim: &str, problem: &'static str) -> JwtError {
+fn invalid(claim: &str, problem: &'static str) -> JwtError {
     JwtError::InvalidClaim {
         claim: claim.to_owned(),
         problem,
@@ -149,7 +155,7 @@ pub(super) const MAX_NUMERIC_DATE: i64 = 1 << 53;
 /// RFC 7519 §2 NumericDate: a JSON number of seconds, possibly fractional.
 /// Strings, booleans, null and out-of-range values are refused, never
 /// treated as absent.
-pub(super) fn numeric_date(claim: &str, value: Json<'_>) -> Result<i64, JwtError> {
+fn numeric_date(value: Json<'_>) -> Result<i64, &'static str> {
     let seconds = match value {
         Json::Int(v) => Some(v),
         Json::UInt(v) => i64::try_from(v).ok(),
@@ -161,31 +167,47 @@ pub(super) fn numeric_date(claim: &str, value: Json<'_>) -> Result<i64, JwtError
     };
     seconds
         .filter(|s| (-MAX_NUMERIC_DATE..=MAX_NUMERIC_DATE).contains(s))
-        .ok_or_else(|| invalid(claim, NOT_A_NUMERIC_DATE))
+        .ok_or(NOT_A_NUMERIC_DATE)
 }
 
-pub(super) fn user_id(claim: &str, value: Json<'_>) -> Result<String, JwtError> {
+fn string(value: Json<'_>) -> Result<Cow<'_, str>, &'static str> {
+    match value {
+        Json::Str(s) => Ok(s),
+        _ => Err(NOT_A_STRING),
+    }
+}
+
+/// RFC 7519 §4.1.3: one string or an array of strings.
+fn audience(value: Json<'_>) -> Result<Audience<'_>, &'static str> {
+    match value {
+        Json::Str(aud) => Ok(Audience::One(aud)),
+        Json::Strings(list) => Ok(Audience::Many(list)),
+        _ => Err(NOT_STRINGS),
+    }
+}
+
+fn user_id(value: Json<'_>) -> Result<String, &'static str> {
     let user = match value {
         Json::Str(s) => s.into_owned(),
         Json::Int(v) => v.to_string(),
         Json::UInt(v) => v.to_string(),
-        _ => return Err(invalid(claim, NOT_A_USER_ID)),
+        _ => return Err(NOT_A_USER_ID),
     };
     match is_header_safe(&user) {
         true => Ok(user),
-        false => Err(invalid(claim, NOT_HEADER_SAFE)),
+        false => Err(NOT_HEADER_SAFE),
     }
 }
 
-pub(super) fn roles(claim: &str, value: Json<'_>) -> Result<Roles, JwtError> {
+fn roles(value: Json<'_>) -> Result<Roles, &'static str> {
     // Roles travel joined by "," in one header, so a comma inside one role
     // would let a token smuggle a second role past the policy.
     let fits = |role: &str| is_header_safe(role) && !role.contains(',');
     match value {
         Json::Str(role) if fits(&role) => Ok(Roles(role.into_owned())),
         Json::Strings(list) if list.iter().all(|role| fits(role)) => Ok(Roles(list.join(","))),
-        Json::Str(_) | Json::Strings(_) => Err(invalid(claim, NOT_HEADER_SAFE)),
-        _ => Err(invalid(claim, NOT_STRINGS)),
+        Json::Str(_) | Json::Strings(_) => Err(NOT_HEADER_SAFE),
+        _ => Err(NOT_STRINGS),
     }
 }
 
