@@ -15,8 +15,9 @@
 //! (tens to hundreds of µs, varying run to run) swamped a difference of a
 //! microsecond. After the three benchmarks, `auth_required / auth_none` is
 //! also measured in alternating batches and printed (see the end of
-//! `benches`). `benches/load.sh` measures throughput and CPU per request
-//! against HAProxy and nginx.
+//! `benches`). `PROXY_ROUND_TRIPS` (below) runs a fixed number of round
+//! trips for instruction counts. `benches/load.sh` measures throughput and
+//! CPU per request against HAProxy and nginx.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -172,6 +173,19 @@ fn benches(c: &mut Criterion) {
     }))
     .unwrap();
     let authorization = format!("Bearer {}", jwtgate::token::mint(&key, &claims));
+
+    // `PROXY_ROUND_TRIPS=N PROXY_PATH=/none`: only N round trips on that
+    // path, for instruction counts (`valgrind --tool=callgrind`, N minus a
+    // smaller N cancels the set-up), then exit.
+    if let Some(n) = std::env::var("PROXY_ROUND_TRIPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        let path = std::env::var("PROXY_PATH").unwrap_or_else(|_| "/".to_owned());
+        let mut sender = rt.block_on(connect_tls(gateway, &pki));
+        rt.block_on(round_trips(&mut sender, &path, &authorization, n));
+        return;
+    }
 
     let mut group = c.benchmark_group("proxy");
     // Each connection is opened right before its benchmark: an idle one
