@@ -431,22 +431,42 @@ async fn shutdown_signal() {
 
 /// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
 fn init_logging(log: &config::Log) {
-    let mut spec = std::env::var("JWTGATE_LOG").unwrap_or_else(|_| log.level.clone());
-    // rustls warns, once per handshake, about client quirks it works around
-    // (wrk and some TLS stacks send an IP address as SNI): noise an operator
-    // cannot act on, and a line any client can make the gateway write. A
-    // filter that names rustls (`info,rustls=debug`) shows them.
-    if !spec.contains("rustls") {
-        spec.push_str(",rustls::msgs::handshake=error");
-    }
-    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let filter = match std::env::var("JWTGATE_LOG") {
+        Ok(spec) => tracing_subscriber::EnvFilter::try_new(quiet_client_quirks(&spec))
+            .unwrap_or_else(|error| {
+                eprintln!(
+                    "warning: JWTGATE_LOG ignored ({error}); using level {}",
+                    log.level
+                );
+                tracing_subscriber::EnvFilter::new(quiet_client_quirks(&log.level))
+            }),
+        Err(_) => tracing_subscriber::EnvFilter::new(quiet_client_quirks(&log.level)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match log.format {
         config::LogFormat::Json => builder.json().flatten_event(true).init(),
         config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// rustls warns, once per handshake, about the SNI a client sends (wrk and
+/// some TLS stacks send an IP address): noise an operator cannot act on, and
+/// a line any client can make the gateway write. Its target is turned off
+/// unless the filter names a rustls target itself (`info,rustls=debug`).
+fn quiet_client_quirks(spec: &str) -> String {
+    let names_rustls = spec.split(',').any(|directive| {
+        let target = directive
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        target == "rustls" || target.starts_with("rustls::")
+    });
+    match names_rustls {
+        true => spec.to_owned(),
+        false => format!("{spec},rustls::msgs::handshake=off"),
     }
 }
 
@@ -596,6 +616,33 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
         Err(err) => {
             println!("verification: failed: {err}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_client_quirks;
+
+    #[test]
+    fn client_quirk_warnings_are_off_unless_the_filter_names_a_rustls_target() {
+        let off = |spec: &str| format!("{spec},rustls::msgs::handshake=off");
+        assert_eq!(quiet_client_quirks("info"), off("info"));
+        assert_eq!(quiet_client_quirks("off"), off("off"));
+        assert_eq!(
+            quiet_client_quirks("warn,access=off"),
+            off("warn,access=off")
+        );
+        assert_eq!(
+            quiet_client_quirks("info,tokio_rustls=debug"),
+            off("info,tokio_rustls=debug")
+        );
+        for named in [
+            "info,rustls=debug",
+            "rustls::msgs=trace",
+            "warn, rustls[conn]=debug",
+        ] {
+            assert_eq!(quiet_client_quirks(named), named);
         }
     }
 }
