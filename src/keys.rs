@@ -57,6 +57,16 @@ enum PreparedMac {
     Hs512(Hmac<Sha512>),
 }
 
+/// Whether `signature` is the MAC of `input`. Only the prepared state of this
+/// key's hash is copied; `verify_slice` compares with `subtle`, in time
+/// independent of where the first differing byte is.
+fn mac_matches<M: Mac + Clone>(mac: &M, input: &[u8], signature: &[u8]) -> bool {
+    mac.clone()
+        .chain_update(input)
+        .verify_slice(signature)
+        .is_ok()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     /// RFC 7518 §3.2: "A key of the same size as the hash output … or
@@ -299,25 +309,9 @@ impl Key {
     /// (there are none) and reject ECDSA r or s that are zero or ≥ the order.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            // `verify_slice` compares with `subtle`, in time independent of
-            // where the first differing byte is.
-            // Only the prepared state of this key's hash is copied, not the
-            // enum sized for the largest.
-            Material::Hmac(mac) => match mac {
-                PreparedMac::Hs256(mac) => mac
-                    .clone()
-                    .chain_update(signing_input)
-                    .verify_slice(signature),
-                PreparedMac::Hs384(mac) => mac
-                    .clone()
-                    .chain_update(signing_input)
-                    .verify_slice(signature),
-                PreparedMac::Hs512(mac) => mac
-                    .clone()
-                    .chain_update(signing_input)
-                    .verify_slice(signature),
-            }
-            .is_ok(),
+            Material::Hmac(PreparedMac::Hs256(mac)) => mac_matches(mac, signing_input, signature),
+            Material::Hmac(PreparedMac::Hs384(mac)) => mac_matches(mac, signing_input, signature),
+            Material::Hmac(PreparedMac::Hs512(mac)) => mac_matches(mac, signing_input, signature),
             Material::Rsa { n, e } => {
                 let params: &ring_sig::RsaParameters = match self.alg {
                     Alg::RS256 => &ring_sig::RSA_PKCS1_2048_8192_SHA256,

@@ -431,6 +431,7 @@ async fn shutdown_signal() {
 
 /// Logs to stderr; `JWTGATE_LOG` (e.g. `debug`, `access=off`) overrides the level.
 fn init_logging(log: &config::Log) {
+    let configured = || tracing_subscriber::EnvFilter::new(quiet_client_quirks(&log.level));
     let filter = match std::env::var("JWTGATE_LOG") {
         Ok(spec) => tracing_subscriber::EnvFilter::try_new(quiet_client_quirks(&spec))
             .unwrap_or_else(|error| {
@@ -438,9 +439,9 @@ fn init_logging(log: &config::Log) {
                     "warning: JWTGATE_LOG ignored ({error}); using level {}",
                     log.level
                 );
-                tracing_subscriber::EnvFilter::new(quiet_client_quirks(&log.level))
+                configured()
             }),
-        Err(_) => tracing_subscriber::EnvFilter::new(quiet_client_quirks(&log.level)),
+        Err(_) => configured(),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
