@@ -65,6 +65,52 @@ impl Slot {
             Slot::Jti => "jti",
         }
     }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Which [`Slot`] a member name fills, if any. The configured user and
+/// role claims come first, so `user_claim = "iss"` reads `iss` as the user.
+struct Slots<'v> {
+    user: Name<'v>,
+    role: Name<'v>,
+}
+
+impl<'v> Slots<'v> {
+    const EXP: u64 = Name::key_of("exp");
+    const NBF: u64 = Name::key_of("nbf");
+    const IAT: u64 = Name::key_of("iat");
+    const ISS: u64 = Name::key_of("iss");
+    const AUD: u64 = Name::key_of("aud");
+    const JTI: u64 = Name::key_of("jti");
+
+    fn new(validation: &'v Validation) -> Self {
+        Slots {
+            user: Name::new(&validation.user_claim),
+            role: Name::new(&validation.role_claim),
+        }
+    }
+
+    #[inline(always)]
+    fn of(&self, name: &Name<'_>) -> Option<Slot> {
+        if name.is(&self.user) {
+            return Some(Slot::User);
+        }
+        if name.is(&self.role) {
+            return Some(Slot::Role);
+        }
+        match name.key() {
+            key if key == Self::EXP => Some(Slot::Exp),
+            key if key == Self::NBF => Some(Slot::Nbf),
+            key if key == Self::IAT => Some(Slot::Iat),
+            key if key == Self::ISS => Some(Slot::Iss),
+            key if key == Self::AUD => Some(Slot::Aud),
+            key if key == Self::JTI => Some(Slot::Jti),
+            _ => None,
+        }
+    }
 }
 
 /// Reads the claim set in one pass, converting each claim the verifier
@@ -77,34 +123,24 @@ pub(super) fn parse_claims<'a>(
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
     let mut claims = Claims::default();
-    // Bit i set: `validation.required[i]` was present.
-    let mut present = 0u64;
+    let slots = Slots::new(validation);
+    // A required claim that fills a slot is present when its slot was
+    // seen; only the others (rare) are compared with every member name.
+    let mut seen = 0u8;
+    let others: Vec<Name<'_>> = (validation.required.iter())
+        .map(|claim| Name::new(claim))
+        .filter(|name| slots.of(name).is_none())
+        .collect();
+    let mut others_present = vec![false; others.len()];
     let mut problem: Option<(Slot, &'static str)> = None;
-    let (user_claim, role_claim) = (
-        Name::new(&validation.user_claim),
-        Name::new(&validation.role_claim),
-    );
     Reader::new(json, Segment::Payload)?.object(|reader, name| {
-        for (i, required) in validation.required.iter().enumerate() {
-            if name.is(&Name::new(required)) {
-                present |= 1 << i;
+        let Some(slot) = slots.of(name) else {
+            for (other, present) in others.iter().zip(&mut others_present) {
+                *present |= name.is(other);
             }
-        }
-        let slot = if name.is(&user_claim) {
-            Slot::User
-        } else if name.is(&role_claim) {
-            Slot::Role
-        } else {
-            match name.as_str() {
-                "exp" => Slot::Exp,
-                "nbf" => Slot::Nbf,
-                "iat" => Slot::Iat,
-                "iss" => Slot::Iss,
-                "aud" => Slot::Aud,
-                "jti" => Slot::Jti,
-                _ => return reader.skip(),
-            }
+            return reader.skip();
         };
+        seen |= slot.bit();
         let value = reader.value()?;
         let read = match slot {
             Slot::Exp => numeric_date(value).map(|t| claims.exp = Some(t)),
@@ -123,8 +159,13 @@ pub(super) fn parse_claims<'a>(
         }
         Ok(())
     })?;
-    for (i, claim) in validation.required.iter().enumerate() {
-        if present & (1 << i) == 0 {
+    let mut others_present = others_present.into_iter();
+    for claim in &validation.required {
+        let present = match slots.of(&Name::new(claim)) {
+            Some(slot) => seen & slot.bit() != 0,
+            None => others_present.next() == Some(true),
+        };
+        if !present {
             return Err(JwtError::MissingClaim {
                 claim: claim.clone(),
             });

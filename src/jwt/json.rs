@@ -490,27 +490,68 @@ fn json_error(segment: Segment, reason: impl Into<String>) -> JwtError {
 #[derive(Clone, Copy)]
 pub(super) struct Name<'n> {
     text: &'n str,
-    key: Option<u64>,
+    key: u64,
 }
 
 impl<'n> Name<'n> {
+    /// The key of every name of 8 bytes or more, which are compared as
+    /// text. No packed key has all bits set: its top byte is a length < 8.
+    pub(super) const LONG: u64 = u64::MAX;
+
+    /// A name read from a token: its key is packed with a few loads
+    /// rather than a loop over its bytes.
+    #[inline(always)]
     pub(super) fn new(text: &'n str) -> Name<'n> {
-        let key = (text.len() < 8).then(|| {
-            text.bytes()
-                .fold(text.len() as u64, |key, b| key << 8 | u64::from(b))
-        });
-        Name { text, key }
+        let b = text.as_bytes();
+        let len = b.len();
+        let le32 = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let bytes = match len {
+            0 => 0,
+            1..=3 => {
+                let byte = |at: usize| u64::from(b[at]) << (8 * at);
+                byte(0) | byte(len / 2) | byte(len - 1)
+            }
+            // Two overlapping 4-byte loads; the shared bytes agree.
+            4..=7 => u64::from(le32(0)) | u64::from(le32(len - 4)) << (8 * (len - 4)),
+            _ => {
+                return Name {
+                    text,
+                    key: Name::LONG,
+                };
+            }
+        };
+        Name {
+            text,
+            key: bytes | (len as u64) << 56,
+        }
+    }
+
+    /// The packed key of `text`: its bytes, little-endian, and its length
+    /// in the top byte; [`Name::LONG`] from 8 bytes on.
+    pub(super) const fn key_of(text: &str) -> u64 {
+        let bytes = text.as_bytes();
+        if bytes.len() >= 8 {
+            return Name::LONG;
+        }
+        let (mut key, mut i) = ((bytes.len() as u64) << 56, 0);
+        while i < bytes.len() {
+            key |= (bytes[i] as u64) << (8 * i);
+            i += 1;
+        }
+        key
+    }
+
+    pub(super) fn key(&self) -> u64 {
+        self.key
     }
 
     pub(super) fn as_str(&self) -> &'n str {
         self.text
     }
 
+    #[inline(always)]
     pub(super) fn is(&self, other: &Name<'_>) -> bool {
-        match (self.key, other.key) {
-            (Some(a), Some(b)) => a == b,
-            _ => self.text == other.text,
-        }
+        self.key == other.key && (self.key != Name::LONG || self.text == other.text)
     }
 }
 
@@ -531,12 +572,12 @@ impl<'a> Names<'a> {
     )]
     #[inline(always)]
     fn insert(&mut self, name: &Name<'_>, text: &Cow<'a, str>) -> bool {
-        let known = |key: &u64| name.key == Some(*key);
+        let known = |key: &u64| name.key == *key;
         if self.short[..self.shorts].iter().any(known) || self.other.iter().any(|o| o == text) {
             return false;
         }
         match (name.key, self.short.get_mut(self.shorts)) {
-            (Some(key), Some(slot)) => {
+            (key, Some(slot)) if key != Name::LONG => {
                 *slot = key;
                 self.shorts += 1;
             }

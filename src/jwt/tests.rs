@@ -1168,6 +1168,45 @@ fn every_required_claim_must_be_present() {
 }
 
 #[test]
+fn required_claims_of_any_name_are_found_and_the_first_missing_is_named() {
+    // Registered claims, the configured user and role claims (here `uid`
+    // and `iss`: a slot name reused), and names the verifier never reads,
+    // short and long.
+    let validation = Validation {
+        required: ["exp", "uid", "iss", "tenant", "organization_id", "nbf"]
+            .map(str::to_owned)
+            .to_vec(),
+        user_claim: "uid".to_owned(),
+        role_claim: "iss".to_owned(),
+        ..Validation::default()
+    };
+    let all = r#","uid":"7","iss":"admin","tenant":"t","organization_id":1,"nbf":0"#;
+    let verified = check_with(&hs256(&claims(all)), &validation).unwrap();
+    assert_eq!(verified.user.as_deref(), Some("7"));
+    assert_eq!(verified.roles, Roles::of(&["admin"]));
+    for (missing, without) in [
+        ("uid", r#","iss":"admin","tenant":"t","organization_id":1,"nbf":0"#),
+        ("tenant", r#","uid":"7","iss":"admin","organization_id":1"#),
+        ("organization_id", r#","uid":"7","iss":"admin","tenant":"t","nbf":0"#),
+        ("nbf", r#","uid":"7","iss":"admin","tenant":"t","organization_id":1"#),
+    ] {
+        assert_eq!(
+            check_with(&hs256(&claims(without)), &validation),
+            Err(JwtError::MissingClaim {
+                claim: missing.to_owned()
+            }),
+            "{without}"
+        );
+    }
+    // Present with the wrong type is present: refused as invalid, not missing.
+    let bad_nbf = r#","uid":"7","iss":"admin","tenant":"t","organization_id":1,"nbf":"0""#;
+    assert!(matches!(
+        check_with(&hs256(&claims(bad_nbf)), &validation),
+        Err(JwtError::InvalidClaim { claim, .. }) if claim == "nbf"
+    ));
+}
+
+#[test]
 fn expired_token_is_rejected_after_leeway() {
     let exp = NOW - 31;
     assert_eq!(

@@ -253,6 +253,43 @@ fn escaped_and_plain_spellings_of_a_name_are_one_name() {
 }
 
 #[test]
+fn a_name_s_key_is_packed_alike_at_run_time_and_compile_time() {
+    // Every length up to past the packed limit, ASCII and multi-byte.
+    for text in [
+        "",
+        "a",
+        "ab",
+        "abc",
+        "sub",
+        "abcd",
+        "é",
+        "aé",
+        "abcde",
+        "abcdef",
+        "€uro",
+        "abcdefg",
+        "abcdefgh",
+        "preferred_username",
+    ] {
+        assert_eq!(Name::new(text).key(), Name::key_of(text), "{text:?}");
+    }
+    const EXP: u64 = Name::key_of("exp");
+    assert_eq!(Name::new("exp").key(), EXP);
+}
+
+proptest! {
+    #[test]
+    fn names_are_equal_exactly_when_their_text_is(
+        a in prop::collection::vec(prop::sample::select(vec!['a', 'b', '\0', 'é']), 0..10),
+        b in prop::collection::vec(prop::sample::select(vec!['a', 'b', '\0', 'é']), 0..10),
+    ) {
+        let (a, b): (String, String) = (a.into_iter().collect(), b.into_iter().collect());
+        prop_assert_eq!(Name::new(&a).key(), Name::key_of(&a));
+        prop_assert_eq!(Name::new(&a).is(&Name::new(&b)), a == b);
+    }
+}
+
+#[test]
 fn errors_name_the_position() {
     let err = read(br#"{"a":tru}"#).unwrap_err();
     assert_eq!(
