@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::json::{Json, Name, Reader};
+use super::json::{Compact, Json, Name, Reader};
 use super::{JwtError, Roles, Segment, Validation};
 
 /// The claims the verifier checks, as typed values. `iss` and `aud` borrow
@@ -118,31 +118,88 @@ impl<'v> Slots<'v> {
 /// not refused at once, so the answer does not depend on member order: a
 /// malformed payload is a JSON error, then a missing required claim, then
 /// the first bad claim in [`Slot`] order.
+///
+/// Most payloads are compact JSON of plain values and are read by
+/// [`Compact`]; anything else, including every refusal, by [`Reader`].
 pub(super) fn parse_claims<'a>(
     json: &'a [u8],
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
-    let mut claims = Claims::default();
+    let reader = Reader::new(json, Segment::Payload)?;
     let slots = Slots::new(validation);
-    // A required claim that fills a slot is present when its slot was
-    // seen; only the others (rare) are compared with every member name.
-    let mut seen = 0u8;
-    let others: Vec<Name<'_>> = (validation.required.iter())
-        .map(|claim| Name::new(claim))
-        .filter(|name| slots.of(name).is_none())
-        .collect();
-    let mut others_present = vec![false; others.len()];
-    let mut problem: Option<(Slot, &'static str)> = None;
-    Reader::new(json, Segment::Payload)?.object(|reader, name| {
-        let Some(slot) = slots.of(name) else {
-            for (other, present) in others.iter().zip(&mut others_present) {
-                *present |= name.is(other);
+    let mut reading = Reading::new(validation, &slots);
+    let compact = Compact::object(reader.text(), |compact, name| match slots.of(name) {
+        // A claim of the wrong type stops it: the reader below names it.
+        Some(slot) => reading.take(slot, compact.value()?).ok(),
+        None => {
+            reading.other(name);
+            compact.skip()
+        }
+    });
+    if compact.is_none() {
+        reading = Reading::new(validation, &slots);
+        reader.object(|reader, name| {
+            match slots.of(name) {
+                Some(slot) => {
+                    if let Err(what) = reading.take(slot, reader.value()?) {
+                        reading.problem(slot, what);
+                    }
+                }
+                None => {
+                    reading.other(name);
+                    reader.skip()?;
+                }
             }
-            return reader.skip();
-        };
-        seen |= slot.bit();
-        let value = reader.value()?;
-        let read = match slot {
+            Ok(())
+        })?;
+    }
+    reading.finish(validation, &slots)
+}
+
+/// The claims read so far, and what is known about the rest.
+struct Reading<'a, 'v> {
+    claims: Claims<'a>,
+    /// Bit per [`Slot`]: its member was present, whatever its value.
+    seen: u8,
+    /// Required claims that fill no slot (rare), each with whether a
+    /// member of that name was present.
+    others: Vec<(Name<'v>, bool)>,
+    /// The first bad claim in [`Slot`] order.
+    problem: Option<(Slot, &'static str)>,
+}
+
+impl<'a, 'v> Reading<'a, 'v> {
+    #[inline(always)]
+    fn new(validation: &'v Validation, slots: &Slots<'_>) -> Self {
+        let mut others = Vec::new();
+        for claim in &validation.required {
+            let name = Name::new(claim);
+            if slots.of(&name).is_none() {
+                others.push((name, false));
+            }
+        }
+        Reading {
+            claims: Claims::default(),
+            seen: 0,
+            others,
+            problem: None,
+        }
+    }
+
+    /// A member that fills no slot.
+    #[inline(always)]
+    fn other(&mut self, name: &Name<'_>) {
+        for (other, present) in &mut self.others {
+            *present |= name.is(other);
+        }
+    }
+
+    /// Converts a member's value to its slot's type.
+    #[inline(always)]
+    fn take(&mut self, slot: Slot, value: Json<'a>) -> Result<(), &'static str> {
+        self.seen |= slot.bit();
+        let claims = &mut self.claims;
+        match slot {
             Slot::Exp => numeric_date(value).map(|t| claims.exp = Some(t)),
             Slot::Nbf => numeric_date(value).map(|t| claims.nbf = Some(t)),
             Slot::Iat => numeric_date(value).map(|t| claims.iat = Some(t)),
@@ -151,29 +208,33 @@ pub(super) fn parse_claims<'a>(
             Slot::User => user_id(value).map(|user| claims.user = Some(user)),
             Slot::Role => roles(value).map(|roles| claims.roles = roles),
             Slot::Jti => string(value).map(|jti| claims.jti = Some(jti.into_owned())),
-        };
-        if let Err(what) = read
-            && problem.is_none_or(|(first, _)| slot < first)
-        {
-            problem = Some((slot, what));
-        }
-        Ok(())
-    })?;
-    let mut others_present = others_present.into_iter();
-    for claim in &validation.required {
-        let present = match slots.of(&Name::new(claim)) {
-            Some(slot) => seen & slot.bit() != 0,
-            None => others_present.next() == Some(true),
-        };
-        if !present {
-            return Err(JwtError::MissingClaim {
-                claim: claim.clone(),
-            });
         }
     }
-    match problem {
-        Some((slot, what)) => Err(invalid(slot.claim(validation), what)),
-        None => Ok(claims),
+
+    fn problem(&mut self, slot: Slot, what: &'static str) {
+        if self.problem.is_none_or(|(first, _)| slot < first) {
+            self.problem = Some((slot, what));
+        }
+    }
+
+    #[inline(always)]
+    fn finish(self, validation: &Validation, slots: &Slots<'_>) -> Result<Claims<'a>, JwtError> {
+        let mut others = self.others.iter();
+        for claim in &validation.required {
+            let present = match slots.of(&Name::new(claim)) {
+                Some(slot) => self.seen & slot.bit() != 0,
+                None => others.next().is_some_and(|(_, present)| *present),
+            };
+            if !present {
+                return Err(JwtError::MissingClaim {
+                    claim: claim.clone(),
+                });
+            }
+        }
+        match self.problem {
+            Some((slot, what)) => Err(invalid(slot.claim(validation), what)),
+            None => Ok(self.claims),
+        }
     }
 }
 

@@ -17,6 +17,16 @@
 //! inlined into the member loop they stay in registers, ~10 % of a
 //! verification (`cargo bench --bench verify`, alternating A/B runs).
 //!
+//! Token issuers print claims compactly, and [`Compact`] reads that shape
+//! (no whitespace, no escapes; integers, strings, literals, arrays of
+//! strings) in fewer steps: no whitespace to skip, no general number
+//! grammar, no error to build. A verification fell from 21,856 to 21,452
+//! instructions with it (callgrind), ~60 ns natively (the fastest batches
+//! of `cargo bench --bench verify`). At anything else it stops, and the
+//! general [`Reader`] reads the text from the start and gives the verdict,
+//! so strictness lives in one place. Tests hold [`Compact`] to [`Reader`]'s
+//! reading of every document it accepts.
+//!
 //! It is as strict as serde_json, and stricter where serde_json is lenient:
 //! UTF-8 is checked for the whole text, duplicate member names are refused,
 //! and a lone surrogate escape is refused even inside ignored values. The
@@ -65,6 +75,11 @@ impl<'a> Reader<'a> {
             }),
             Err(_) => Err(json_error(segment, "not UTF-8")),
         }
+    }
+
+    /// The whole text, known to be UTF-8.
+    pub(super) fn text(&self) -> &'a str {
+        self.text
     }
 
     /// A refusal naming what was wrong and where.
@@ -422,6 +437,144 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The shape nearly every token's JSON has, read without the general
+/// grammar: no whitespace, no escapes, numbers that are non-negative
+/// integers that fit in a u64, and values that are such numbers, strings,
+/// `true`, `false`, `null` or arrays of strings. At anything else it stops
+/// with `None`, and the caller reads the text again with [`Reader`], which
+/// gives every verdict. What it accepts, [`Reader::object`] reads the same
+/// way, value for value (tested); it only takes fewer steps to get there.
+pub(super) struct Compact<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Compact<'a> {
+    /// Reads the whole text as one object, like [`Reader::object`]: the
+    /// member callback reads or skips each value; `None` from it stops.
+    #[inline(always)]
+    pub(super) fn object(
+        text: &'a str,
+        mut member: impl FnMut(&mut Self, &Name<'_>) -> Option<()>,
+    ) -> Option<()> {
+        let bytes = text.as_bytes();
+        if bytes.first() != Some(&b'{') {
+            return None;
+        }
+        let mut reader = Compact { text, at: 1 };
+        let mut names = Names::default();
+        loop {
+            let text = reader.string()?;
+            if bytes.get(reader.at) != Some(&b':') {
+                return None;
+            }
+            reader.at += 1;
+            let name = Name::new(text);
+            if !names.insert(&name, &Cow::Borrowed(text)) {
+                return None;
+            }
+            member(&mut reader, &name)?;
+            match bytes.get(reader.at) {
+                Some(b',') => reader.at += 1,
+                Some(b'}') if reader.at + 1 == bytes.len() => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string without escapes.
+    #[inline(always)]
+    fn string(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let end = start + plain_run(bytes.get(start..)?);
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        self.text.get(start..end)
+    }
+
+    #[inline(always)]
+    pub(super) fn value(&mut self) -> Option<Json<'a>> {
+        let bytes = self.text.as_bytes();
+        match *bytes.get(self.at)? {
+            b'"' => self.string().map(|s| Json::Str(Cow::Borrowed(s))),
+            // A fraction, an exponent or a leading zero's next digit is
+            // not `,` or `}`: the object stops there.
+            b'0'..=b'9' => {
+                let rest = bytes.get(self.at..)?;
+                let count = match rest.first() {
+                    Some(b'0') => 1,
+                    _ => rest.iter().take_while(|b| b.is_ascii_digit()).count(),
+                };
+                self.at += count;
+                // Beyond u64 the reader has a float: stop.
+                decimal(rest.get(..count)?).map(Json::UInt)
+            }
+            b'[' => self.strings(),
+            b't' => self.literal("true", Json::Bool(true)),
+            b'f' => self.literal("false", Json::Bool(false)),
+            b'n' => self.literal("null", Json::Other),
+            _ => None,
+        }
+    }
+
+    /// Skips a value, like [`Compact::value`] without keeping it.
+    pub(super) fn skip(&mut self) -> Option<()> {
+        match self.text.as_bytes().get(self.at) {
+            Some(b'[') => self.array(drop),
+            _ => self.value().map(drop),
+        }
+    }
+
+    fn strings(&mut self) -> Option<Json<'a>> {
+        let mut strings = Vec::new();
+        self.array(|string| strings.push(Cow::Borrowed(string)))?;
+        Some(Json::Strings(strings))
+    }
+
+    /// An array of strings, each handed to `each`.
+    #[inline(never)]
+    fn array(&mut self, mut each: impl FnMut(&'a str)) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        self.at += 1;
+        if bytes.get(self.at) == Some(&b']') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            each(self.string()?);
+            match bytes.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json<'a>) -> Option<Json<'a>> {
+        match self
+            .text
+            .as_bytes()
+            .get(self.at..)?
+            .starts_with(word.as_bytes())
+        {
+            true => {
+                self.at += word.len();
+                Some(value)
+            }
+            false => None,
+        }
+    }
+}
+
 /// Bytes that end a run of plain string content: the closing quote, an
 /// escape, and the control characters RFC 8259 §7 forbids unescaped.
 const ENDS_PLAIN_RUN: [bool; 256] = {
@@ -439,14 +592,33 @@ const ENDS_PLAIN_RUN: [bool; 256] = {
 /// The value of ASCII decimal digits, if it fits in a u64. Up to 19 digits
 /// always fit, so only a 20th needs checked arithmetic.
 fn decimal(digits: &[u8]) -> Option<u64> {
-    let value = |digits: &[u8]| digits.iter().fold(0, |m, d| m * 10 + u64::from(d - b'0'));
     match digits {
-        _ if digits.len() <= 19 => Some(value(digits)),
-        [head @ .., last] if digits.len() == 20 => value(head)
+        _ if digits.len() <= 19 => Some(decimal_19(digits)),
+        [head @ .., last] if digits.len() == 20 => decimal_19(head)
             .checked_mul(10)?
             .checked_add(u64::from(last - b'0')),
         _ => None,
     }
+}
+
+/// Up to 19 digits, eight at a time: a NumericDate has ten.
+#[inline(always)]
+fn decimal_19(digits: &[u8]) -> u64 {
+    let (mut value, mut rest) = (0, digits);
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        value = value * 100_000_000 + eight_digits(*eight);
+        rest = tail;
+    }
+    rest.iter().fold(value, |m, d| m * 10 + u64::from(d - b'0'))
+}
+
+/// Eight ASCII digits, most significant first, combined pairwise in one
+/// word (SWAR): three multiplies instead of eight dependent ones.
+fn eight_digits(digits: [u8; 8]) -> u64 {
+    let v = u64::from_le_bytes(digits) - u64::from_ne_bytes([b'0'; 8]);
+    let v = (v * 10 + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v * 100 + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    (v * 10_000 + (v >> 32)) & 0xffff_ffff
 }
 
 /// Length of the plain string content at the start of `bytes`: up to the

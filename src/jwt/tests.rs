@@ -1185,10 +1185,19 @@ fn required_claims_of_any_name_are_found_and_the_first_missing_is_named() {
     assert_eq!(verified.user.as_deref(), Some("7"));
     assert_eq!(verified.roles, Roles::of(&["admin"]));
     for (missing, without) in [
-        ("uid", r#","iss":"admin","tenant":"t","organization_id":1,"nbf":0"#),
+        (
+            "uid",
+            r#","iss":"admin","tenant":"t","organization_id":1,"nbf":0"#,
+        ),
         ("tenant", r#","uid":"7","iss":"admin","organization_id":1"#),
-        ("organization_id", r#","uid":"7","iss":"admin","tenant":"t","nbf":0"#),
-        ("nbf", r#","uid":"7","iss":"admin","tenant":"t","organization_id":1"#),
+        (
+            "organization_id",
+            r#","uid":"7","iss":"admin","tenant":"t","nbf":0"#,
+        ),
+        (
+            "nbf",
+            r#","uid":"7","iss":"admin","tenant":"t","organization_id":1"#,
+        ),
     ] {
         assert_eq!(
             check_with(&hs256(&claims(without)), &validation),

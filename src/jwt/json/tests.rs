@@ -25,6 +25,39 @@ fn skim(text: &[u8]) -> Result<(), JwtError> {
     Reader::new(text, Segment::Payload)?.object(|reader, _| reader.skip())
 }
 
+/// Every top-level member as [`Compact`] reads it; `None` where it stops.
+fn read_compact(text: &[u8]) -> Option<Vec<(String, Json<'_>)>> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut members = Vec::new();
+    Compact::object(text, |compact, name| {
+        members.push((name.as_str().to_owned(), compact.value()?));
+        Some(())
+    })?;
+    Some(members)
+}
+
+/// Whatever [`Compact`] accepts, [`Reader`] accepts with the same values;
+/// skipping every value stops exactly where reading them does.
+fn compact_agrees(text: &[u8]) -> Result<(), String> {
+    let skimmed = std::str::from_utf8(text)
+        .ok()
+        .and_then(|text| Compact::object(text, |compact, _| compact.skip()));
+    if skimmed.is_some() != read_compact(text).is_some() {
+        return Err(format!(
+            "compact read and skip disagree on {:?}",
+            String::from_utf8_lossy(text)
+        ));
+    }
+    match (read_compact(text), read(text)) {
+        (None, _) => Ok(()),
+        (Some(fast), Ok(strict)) if fast == strict => Ok(()),
+        (Some(fast), strict) => Err(format!(
+            "compact read {fast:?}, the reader {strict:?}, in {:?}",
+            String::from_utf8_lossy(text)
+        )),
+    }
+}
+
 /// How the reader should classify what serde_json read.
 fn expected(value: &Value) -> Json<'static> {
     match value {
@@ -89,6 +122,7 @@ fn agrees_with_serde_json(text: &[u8]) -> Result<(), String> {
     let theirs = serde_json::from_slice::<Value>(text);
     let (ours, skimmed) = (read(text), skim(text));
     let show = || String::from_utf8_lossy(text).into_owned();
+    compact_agrees(text)?;
     if ours.is_ok() != skimmed.is_ok() {
         return Err(format!("read and skip disagree on {:?}", show()));
     }
@@ -277,6 +311,31 @@ fn a_name_s_key_is_packed_alike_at_run_time_and_compile_time() {
     assert_eq!(Name::new("exp").key(), EXP);
 }
 
+#[test]
+fn decimals_of_every_length_are_exact() {
+    for text in [
+        "0",
+        "7",
+        "12345678",
+        "123456789",
+        "1800000000",
+        "9999999999999999999",
+        "18446744073709551615",
+    ] {
+        assert_eq!(decimal(text.as_bytes()), text.parse().ok(), "{text}");
+    }
+    assert_eq!(decimal(b"18446744073709551616"), None, "2^64");
+    assert_eq!(decimal(b"99999999999999999999"), None);
+    assert_eq!(decimal(b"100000000000000000000"), None, "21 digits");
+}
+
+proptest! {
+    #[test]
+    fn decimals_agree_with_the_standard_parser(text in "[0-9]{1,20}") {
+        prop_assert_eq!(decimal(text.as_bytes()), text.parse::<u64>().ok());
+    }
+}
+
 proptest! {
     #[test]
     fn names_are_equal_exactly_when_their_text_is(
@@ -366,6 +425,22 @@ fn value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A claim set of the shapes [`Compact`] reads: plain strings, integers
+/// that fit, literals and arrays of plain strings, printed compactly.
+fn compact_document() -> impl Strategy<Value = String> {
+    let plain = "[a-zA-Z0-9 ./:_é€-]{0,12}";
+    let value = prop_oneof![
+        plain.prop_map(Value::String),
+        any::<u64>().prop_map(Value::from),
+        (0u64..2_000_000_000).prop_map(Value::from),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Null),
+        prop::collection::vec(plain.prop_map(Value::String), 0..4).prop_map(Value::Array),
+    ];
+    prop::collection::btree_map("[a-z]{1,3}|preferred_username|[a-z]{8,12}", value, 1..10)
+        .prop_map(|members| Value::Object(members.into_iter().collect()).to_string())
+}
+
 /// An object of such values, compact or pretty-printed.
 fn document() -> impl Strategy<Value = String> {
     let names = "[a-z]{1,3}|preferred_username";
@@ -385,6 +460,31 @@ proptest! {
     #[test]
     fn generated_documents_get_serde_json_s_verdict(text in document()) {
         prop_assert_eq!(agrees_with_serde_json(text.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn compact_documents_read_the_same_both_ways(text in compact_document()) {
+        prop_assert!(read_compact(text.as_bytes()).is_some(), "compact refused {text:?}");
+        prop_assert_eq!(compact_agrees(text.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn mutated_compact_documents_get_serde_json_s_verdict(
+        text in compact_document(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(
+            b"{}[]\":,\\ 0123456789eE.+-tfnulrsaxD\x01\x7f\xc3\xa9".to_vec())), 1..3),
+    ) {
+        let mut bytes = text.into_bytes();
+        for (at, kind, byte) in edits {
+            let i = at.index(bytes.len() + 1);
+            match kind {
+                0 => bytes.insert(i, byte),
+                1 if i < bytes.len() => { bytes.remove(i); }
+                _ if i < bytes.len() => bytes[i] = byte,
+                _ => bytes.push(byte),
+            }
+        }
+        prop_assert_eq!(agrees_with_serde_json(&bytes), Ok(()));
     }
 
     #[test]
