@@ -505,7 +505,12 @@ pub(super) fn decode_into<'b>(
     buf: &'b mut [MaybeUninit<u8>],
     which: Segment,
 ) -> Result<&'b [u8], JwtError> {
-    base64url::decode(segment.as_bytes(), buf).ok_or(JwtError::Base64 { segment: which })
+    // Not `ok_or`: the error it builds up front is dropped on every success,
+    // and dropping a JwtError checks which variant it is.
+    match base64url::decode(segment.as_bytes(), buf) {
+        Some(bytes) => Ok(bytes),
+        None => Err(JwtError::Base64 { segment: which }),
+    }
 }
 
 #[cfg(test)]

@@ -345,7 +345,7 @@ impl<'a> Reader<'a> {
     /// One or more decimal digits.
     fn digits(&mut self) -> Result<(), Syntax> {
         let rest = self.text.as_bytes().get(self.at..).unwrap_or_default();
-        let count = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let count = digit_run(rest);
         self.at += count;
         match count > 0 {
             true => Ok(()),
@@ -464,13 +464,13 @@ impl<'a> Compact<'a> {
         let mut reader = Compact { text, at: 1 };
         let mut names = Names::default();
         loop {
-            let text = reader.string()?;
+            let (start, end) = reader.plain()?;
             if bytes.get(reader.at) != Some(&b':') {
                 return None;
             }
             reader.at += 1;
-            let name = Name::new(text);
-            if !names.insert(&name, &Cow::Borrowed(text)) {
+            let name = Name::within(text, start, end)?;
+            if !names.insert(&name, &Cow::Borrowed(name.as_str())) {
                 return None;
             }
             member(&mut reader, &name)?;
@@ -485,6 +485,13 @@ impl<'a> Compact<'a> {
     /// A string without escapes.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
+        let (start, end) = self.plain()?;
+        self.text.get(start..end)
+    }
+
+    /// Where the content of a string without escapes starts and ends.
+    #[inline(always)]
+    fn plain(&mut self) -> Option<(usize, usize)> {
         let bytes = self.text.as_bytes();
         if bytes.get(self.at) != Some(&b'"') {
             return None;
@@ -495,7 +502,7 @@ impl<'a> Compact<'a> {
             return None;
         }
         self.at = end + 1;
-        self.text.get(start..end)
+        Some((start, end))
     }
 
     #[inline(always)]
@@ -509,7 +516,7 @@ impl<'a> Compact<'a> {
                 let rest = bytes.get(self.at..)?;
                 let count = match rest.first() {
                     Some(b'0') => 1,
-                    _ => rest.iter().take_while(|b| b.is_ascii_digit()).count(),
+                    _ => digit_run(rest),
                 };
                 self.at += count;
                 // Beyond u64 the reader has a float: stop.
@@ -646,6 +653,26 @@ fn plain_run(bytes: &[u8]) -> usize {
         .unwrap_or(rest.len())
 }
 
+/// Length of the ASCII digits at the start of `bytes`, eight per step
+/// like [`plain_run`]: after `^ '0'` a digit is a byte of at most 9, and
+/// adding 0x76 sets the high bit of every larger one (a byte already above
+/// 0x7f has it set); carries only run upwards, past the first non-digit.
+fn digit_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(Ok(chunk)) = bytes.get(at..at + 8).map(<[u8; 8]>::try_from) {
+        let x = u64::from_le_bytes(chunk) ^ (ONES * u64::from(b'0'));
+        let not_digits = (x.wrapping_add(ONES * 0x76) | x) & HIGHS;
+        if not_digits != 0 {
+            return at + not_digits.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest.iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
 /// What the reader refused; [`Reader::object`] adds where.
 pub(super) struct Syntax(pub(super) &'static str);
 
@@ -696,6 +723,23 @@ impl<'n> Name<'n> {
             text,
             key: bytes | (len as u64) << 56,
         }
+    }
+
+    /// The name `text[start..end]` of a document: a short one's key is one
+    /// load of the eight bytes from `start`, masked, when the document
+    /// goes on that far (a name is followed by at least `":` and a value).
+    #[inline(always)]
+    pub(super) fn within(text: &'n str, start: usize, end: usize) -> Option<Name<'n>> {
+        let name = text.get(start..end)?;
+        let len = end - start;
+        let eight = text.as_bytes().get(start..start + 8);
+        Some(match eight.map(<[u8; 8]>::try_from) {
+            Some(Ok(eight)) if len < 8 => Name {
+                text: name,
+                key: u64::from_le_bytes(eight) & ((1 << (8 * len)) - 1) | (len as u64) << 56,
+            },
+            _ => Name::new(name),
+        })
     }
 
     /// The packed key of `text`: its bytes, little-endian, and its length

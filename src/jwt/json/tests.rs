@@ -312,6 +312,47 @@ fn a_name_s_key_is_packed_alike_at_run_time_and_compile_time() {
 }
 
 #[test]
+fn digit_runs_stop_at_the_first_non_digit() {
+    for len in 0..20 {
+        for end in (0..=255u8).filter(|b| !b.is_ascii_digit()) {
+            let mut bytes: Vec<u8> = (0..len).map(|i| b'0' + (i % 10) as u8).collect();
+            bytes.push(end);
+            bytes.extend_from_slice(b"12345678\xff/:");
+            assert_eq!(digit_run(&bytes), len, "{len} {end}");
+        }
+        let digits = vec![b'9'; len];
+        assert_eq!(digit_run(&digits), len);
+    }
+}
+
+#[test]
+fn a_name_packed_from_its_document_has_its_own_key() {
+    for name in [
+        "",
+        "a",
+        "sub",
+        "abcd",
+        "é",
+        "€uro",
+        "abcdefg",
+        "abcdefgh",
+        "preferred_username",
+    ] {
+        // Followed by a whole member, by a short tail, and by nothing.
+        for tail in ["\":1,\"x\":2}", "\"}", ""] {
+            let text = format!("{{\"{name}{tail}");
+            let got = Name::within(&text, 2, 2 + name.len()).unwrap();
+            assert_eq!(got.as_str(), name);
+            assert_eq!(got.key(), Name::key_of(name), "{text:?}");
+        }
+    }
+    assert!(
+        Name::within("{\"é\"", 2, 3).is_none(),
+        "not a character boundary"
+    );
+}
+
+#[test]
 fn decimals_of_every_length_are_exact() {
     for text in [
         "0",
