@@ -20,6 +20,9 @@ pub(super) fn validate_jwt(
     let defaults = Validation::default();
     let leeway = duration_or(raw.leeway, "jwt.leeway", 30)?;
     let required = match raw.require {
+        // A bound on per-token work, not a limit of the verifier: every
+        // required claim the verifier does not read itself is compared
+        // with every member name of every token.
         Some(require) if require.get_ref().len() > 64 => {
             return Err(invalid(
                 &require,

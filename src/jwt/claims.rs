@@ -161,9 +161,9 @@ struct Reading<'a, 'v> {
     claims: Claims<'a>,
     /// Bit per [`Slot`]: its member was present, whatever its value.
     seen: u8,
-    /// Required claims that fill no slot (rare), each with whether a
-    /// member of that name was present.
-    others: Vec<(Name<'v>, bool)>,
+    /// Required claims that fill no slot (rare): the index in
+    /// `validation.required`, the name, and whether a member had it.
+    others: Vec<(usize, Name<'v>, bool)>,
     /// The first bad claim in [`Slot`] order.
     problem: Option<(Slot, &'static str)>,
 }
@@ -172,10 +172,10 @@ impl<'a, 'v> Reading<'a, 'v> {
     #[inline(always)]
     fn new(validation: &'v Validation, slots: &Slots<'_>) -> Self {
         let mut others = Vec::new();
-        for claim in &validation.required {
+        for (i, claim) in validation.required.iter().enumerate() {
             let name = Name::new(claim);
             if slots.of(&name).is_none() {
-                others.push((name, false));
+                others.push((i, name, false));
             }
         }
         Reading {
@@ -189,7 +189,7 @@ impl<'a, 'v> Reading<'a, 'v> {
     /// A member that fills no slot.
     #[inline(always)]
     fn other(&mut self, name: &Name<'_>) {
-        for (other, present) in &mut self.others {
+        for (_, other, present) in &mut self.others {
             *present |= name.is(other);
         }
     }
@@ -219,11 +219,10 @@ impl<'a, 'v> Reading<'a, 'v> {
 
     #[inline(always)]
     fn finish(self, validation: &Validation, slots: &Slots<'_>) -> Result<Claims<'a>, JwtError> {
-        let mut others = self.others.iter();
-        for claim in &validation.required {
+        for (i, claim) in validation.required.iter().enumerate() {
             let present = match slots.of(&Name::new(claim)) {
                 Some(slot) => self.seen & slot.bit() != 0,
-                None => others.next().is_some_and(|(_, present)| *present),
+                None => (self.others.iter()).any(|(at, _, present)| *at == i && *present),
             };
             if !present {
                 return Err(JwtError::MissingClaim {

@@ -25,7 +25,7 @@
 //! of `cargo bench --bench verify`). At anything else it stops, and the
 //! general [`Reader`] reads the text from the start and gives the verdict,
 //! so strictness lives in one place. Tests hold [`Compact`] to [`Reader`]'s
-//! reading of every document it accepts.
+//! reading of every generated document it accepts.
 //!
 //! It is as strict as serde_json, and stricter where serde_json is lenient:
 //! UTF-8 is checked for the whole text, duplicate member names are refused,
@@ -438,12 +438,12 @@ impl<'a> Reader<'a> {
 }
 
 /// The shape nearly every token's JSON has, read without the general
-/// grammar: no whitespace, no escapes, numbers that are non-negative
-/// integers that fit in a u64, and values that are such numbers, strings,
-/// `true`, `false`, `null` or arrays of strings. At anything else it stops
-/// with `None`, and the caller reads the text again with [`Reader`], which
-/// gives every verdict. What it accepts, [`Reader::object`] reads the same
-/// way, value for value (tested); it only takes fewer steps to get there.
+/// grammar: no whitespace, no escapes, and values that are strings,
+/// non-negative integers that fit in a u64, `true`, `false`, `null` or
+/// arrays of strings. At anything else it stops with `None`, and the
+/// caller reads the text again with [`Reader`], which gives every verdict.
+/// What it accepts, [`Reader::object`] reads the same way, value for value
+/// (tested on generated documents); it only takes fewer steps.
 pub(super) struct Compact<'a> {
     text: &'a str,
     at: usize,
@@ -697,8 +697,8 @@ impl<'n> Name<'n> {
     /// text. No packed key has all bits set: its top byte is a length < 8.
     pub(super) const LONG: u64 = u64::MAX;
 
-    /// A name read from a token: its key is packed with a few loads
-    /// rather than a loop over its bytes.
+    /// A name, its key packed with a few loads rather than a loop over its
+    /// bytes.
     #[inline(always)]
     pub(super) fn new(text: &'n str) -> Name<'n> {
         let b = text.as_bytes();
@@ -726,8 +726,9 @@ impl<'n> Name<'n> {
     }
 
     /// The name `text[start..end]` of a document: a short one's key is one
-    /// load of the eight bytes from `start`, masked, when the document
-    /// goes on that far (a name is followed by at least `":` and a value).
+    /// load of the eight bytes from `start`, masked to its length, when the
+    /// document goes on that far (a member name almost always does: `":`
+    /// and a value follow it); otherwise [`Name::new`] packs it.
     #[inline(always)]
     pub(super) fn within(text: &'n str, start: usize, end: usize) -> Option<Name<'n>> {
         let name = text.get(start..end)?;
