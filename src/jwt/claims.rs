@@ -113,14 +113,15 @@ impl<'v> Slots<'v> {
     }
 }
 
-/// Reads the claim set in one pass, converting each claim the verifier
-/// reads to its type as it goes. A claim of the wrong type is remembered,
+/// Reads the claim set, converting each claim the verifier reads to its
+/// type as it goes. A claim of the wrong type is remembered,
 /// not refused at once, so the answer does not depend on member order: a
 /// malformed payload is a JSON error, then a missing required claim, then
 /// the first bad claim in [`Slot`] order.
 ///
-/// Most payloads are compact JSON of plain values and are read by
-/// [`Compact`]; anything else, including every refusal, by [`Reader`].
+/// Most payloads are compact JSON of plain values and are read once, by
+/// [`Compact`]; where it stops, the whole text is read again by [`Reader`],
+/// which gives every refusal.
 pub(super) fn parse_claims<'a>(
     json: &'a [u8],
     validation: &Validation,
