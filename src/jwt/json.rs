@@ -289,7 +289,7 @@ impl<'a> Reader<'a> {
     }
 
     fn literal(&mut self, word: &'static str) -> Result<(), Syntax> {
-        match self.text.as_bytes()[self.at..].starts_with(word.as_bytes()) {
+        match spelled_at(self.text, self.at, word) {
             true => {
                 self.at += word.len();
                 Ok(())
@@ -567,19 +567,19 @@ impl<'a> Compact<'a> {
     }
 
     fn literal(&mut self, word: &str, value: Json<'a>) -> Option<Json<'a>> {
-        match self
-            .text
-            .as_bytes()
-            .get(self.at..)?
-            .starts_with(word.as_bytes())
-        {
-            true => {
-                self.at += word.len();
-                Some(value)
-            }
-            false => None,
-        }
+        spelled_at(self.text, self.at, word).then(|| {
+            self.at += word.len();
+            value
+        })
     }
+}
+
+/// Whether `word` is spelled at byte `at` of `text`: both readers' test
+/// for `true`, `false` and `null`.
+fn spelled_at(text: &str, at: usize, word: &str) -> bool {
+    text.as_bytes()
+        .get(at..)
+        .is_some_and(|rest| rest.starts_with(word.as_bytes()))
 }
 
 /// Bytes that end a run of plain string content: the closing quote, an
