@@ -250,6 +250,44 @@ async fn upstream_base_path_is_prefixed() {
     assert_eq!(upstream.last().target, "/v1/public/x?y=1");
 }
 
+/// Every upstream's requests reach its own configured address, named by IP
+/// or by a host name to resolve, with that address as the Host header.
+#[tokio::test]
+async fn each_upstream_is_reached_at_its_configured_address_by_ip_or_name() {
+    let (first, second) = (Upstream::start().await, Upstream::start().await);
+    let config = support::CONFIG.replace(
+        "[[route]]\npath = \"/public\"",
+        &format!(
+            "[[upstream]]\nname = \"named\"\nurl = \"http://localhost:{}/named\"\n\n\
+             [[route]]\npath = \"/public/named\"\nupstream = \"named\"\nauth = \"none\"\n\n\
+             [[route]]\npath = \"/public\"",
+            second.addr.port()
+        ),
+    );
+    let gateway = TestGateway::start(&config, first.addr).await;
+    let client = gateway.client();
+    for _ in 0..3 {
+        assert_eq!(client.get("/public/a", None).await.status, StatusCode::OK);
+        assert_eq!(
+            client.get("/public/named/b", None).await.status,
+            StatusCode::OK
+        );
+    }
+    let first_host = first.addr.to_string();
+    let second_host = format!("localhost:{}", second.addr.port());
+    let (first, second) = (first.seen(), second.seen());
+    assert_eq!(first.len(), 3);
+    assert_eq!(second.len(), 3);
+    for seen in &first {
+        assert_eq!(seen.target, "/public/a");
+        assert_eq!(seen.header("host"), Some(first_host.as_str()));
+    }
+    for seen in &second {
+        assert_eq!(seen.target, "/named/public/named/b");
+        assert_eq!(seen.header("host"), Some(second_host.as_str()));
+    }
+}
+
 #[tokio::test]
 async fn keep_alive_connection_serves_many_requests() {
     // One TLS connection, several requests: the pooled upstream client and
