@@ -1,21 +1,22 @@
 //! The key set: each verification key is bound to exactly one algorithm.
 //!
-//! HMAC uses the `hmac` + `sha2` crates with the key prepared once (fastest
-//! measured on this machine); every public-key algorithm uses `ring`, the
+//! HMAC is computed over `sha2`'s compression functions with the key
+//! prepared once (`hmac`: why not through the `hmac` crate); every public-key algorithm uses `ring`, the
 //! crypto provider rustls already brings, so there is one crypto stack.
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
 use ring::signature::{self as ring_sig, RsaPublicKeyComponents, UnparsedPublicKey};
 use rustls::pki_types::pem::{PemObject, SectionKind};
-use sha2::{Sha256, Sha384, Sha512};
 
 use crate::jwt::Alg;
 
 pub mod der;
+pub mod hmac;
+
+use self::hmac::{MAX_OUT, Prepared, Sha256, Sha384, Sha512};
 
 /// Smallest RSA modulus accepted (RFC 7518 §3.3: "2048 bits or larger MUST").
 pub const MIN_RSA_BITS: usize = 2048;
@@ -52,19 +53,21 @@ enum Material {
 
 #[derive(Clone)]
 enum PreparedMac {
-    Hs256(Hmac<Sha256>),
-    Hs384(Hmac<Sha384>),
-    Hs512(Hmac<Sha512>),
+    Hs256(Prepared<Sha256>),
+    Hs384(Prepared<Sha384>),
+    Hs512(Prepared<Sha512>),
 }
 
-/// Whether `signature` is the MAC of `input`. Only the prepared state of this
-/// key's hash is copied; `verify_slice` compares with `subtle`, in time
-/// independent of where the first differing byte is.
-fn mac_matches<M: Mac + Clone>(mac: &M, input: &[u8], signature: &[u8]) -> bool {
-    mac.clone()
-        .chain_update(input)
-        .verify_slice(signature)
-        .is_ok()
+impl PreparedMac {
+    /// The MAC of `input`, as long as the algorithm's.
+    fn sign(&self, input: &[u8]) -> Vec<u8> {
+        let mut mac = [0; MAX_OUT];
+        match self {
+            PreparedMac::Hs256(key) => key.mac(input, &mut mac).to_vec(),
+            PreparedMac::Hs384(key) => key.mac(input, &mut mac).to_vec(),
+            PreparedMac::Hs512(key) => key.mac(input, &mut mac).to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -139,14 +142,12 @@ impl Key {
         if secret.len() < min {
             return Err(too_short(min));
         }
-        // new_from_slice accepts keys of any length for HMAC; it cannot fail.
         let mac = match alg {
-            Alg::HS256 => Hmac::<Sha256>::new_from_slice(secret).map(PreparedMac::Hs256),
-            Alg::HS384 => Hmac::<Sha384>::new_from_slice(secret).map(PreparedMac::Hs384),
-            Alg::HS512 => Hmac::<Sha512>::new_from_slice(secret).map(PreparedMac::Hs512),
+            Alg::HS256 => PreparedMac::Hs256(Prepared::new(secret)),
+            Alg::HS384 => PreparedMac::Hs384(Prepared::new(secret)),
+            Alg::HS512 => PreparedMac::Hs512(Prepared::new(secret)),
             _ => return Err(KeyError::SecretForPublicKeyAlg { alg }),
         };
-        let mac = mac.map_err(|_| too_short(min))?;
         Ok(Key::with(kid, alg, Material::Hmac(mac)))
     }
 
@@ -309,9 +310,9 @@ impl Key {
     /// (there are none) and reject ECDSA r or s that are zero or ≥ the order.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hmac(PreparedMac::Hs256(mac)) => mac_matches(mac, signing_input, signature),
-            Material::Hmac(PreparedMac::Hs384(mac)) => mac_matches(mac, signing_input, signature),
-            Material::Hmac(PreparedMac::Hs512(mac)) => mac_matches(mac, signing_input, signature),
+            Material::Hmac(PreparedMac::Hs256(key)) => key.verify(signing_input, signature),
+            Material::Hmac(PreparedMac::Hs384(key)) => key.verify(signing_input, signature),
+            Material::Hmac(PreparedMac::Hs512(key)) => key.verify(signing_input, signature),
             Material::Rsa { n, e } => {
                 let params: &ring_sig::RsaParameters = match self.alg {
                     Alg::RS256 => &ring_sig::RSA_PKCS1_2048_8192_SHA256,
@@ -355,23 +356,7 @@ impl Key {
         let Material::Hmac(mac) = &self.material else {
             return None;
         };
-        Some(match mac.clone() {
-            PreparedMac::Hs256(mac) => mac
-                .chain_update(signing_input)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
-            PreparedMac::Hs384(mac) => mac
-                .chain_update(signing_input)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
-            PreparedMac::Hs512(mac) => mac
-                .chain_update(signing_input)
-                .finalize()
-                .into_bytes()
-                .to_vec(),
-        })
+        Some(mac.sign(signing_input))
     }
 }
 
