@@ -54,6 +54,13 @@ fn walk(
         .split_once('?')
         .map_or((target, None), |(p, q)| (p, Some(q)));
     let _ = writeln!(out, "request: {method} {target}");
+    if method == Method::CONNECT {
+        let _ = writeln!(
+            out,
+            "method: CONNECT asks for a tunnel; the gateway opens none"
+        );
+        return StatusCode::NOT_IMPLEMENTED;
+    }
     let path = match routes::normalize(path) {
         Ok(path) => path,
         Err(err) => {

@@ -103,6 +103,11 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error("over a limit: {0}")]
     Limit(#[from] LimitError),
+    /// CONNECT asks for a tunnel to an authority of the client's choosing,
+    /// not for a resource; a reverse proxy has nothing to forward (and
+    /// hyper-util's client would send the upstream only an authority).
+    #[error("CONNECT is not supported")]
+    Connect,
 }
 
 impl Gateway {
@@ -351,6 +356,9 @@ impl Gateway {
         client: SocketAddr,
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
+        if request.method() == http::Method::CONNECT {
+            return Err(GatewayError::Connect);
+        }
         self.limits.check(&request)?;
         let host = headers::client_host(&request)?;
         let path = routes::normalize(uri.path())?;

@@ -716,6 +716,13 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
     );
     assert!(text.contains("decision: forward to the upstream"), "{text}");
 
+    let tunnel = jwtgate(&["explain", "--token", &user, "CONNECT", "/orders"], repo);
+    let text = String::from_utf8_lossy(&tunnel.stdout);
+    assert!(
+        text.contains("decision: answer 501 Not Implemented"),
+        "{text}"
+    );
+
     // The same token, revoked by its jti.
     let dir = scratch("explain");
     std::fs::write(

@@ -332,9 +332,16 @@ async fn raw_request_targets_cannot_bypass_a_route_rule() {
         ),
         ("OPTIONS * HTTP/1.1\r\nHost: x".to_owned(), 400),
         ("GET admin HTTP/1.1\r\nHost: x".to_owned(), 400),
+        // CONNECT is a tunnel, not a resource: refused whatever its target,
+        // on a public route too.
         (
             "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443".to_owned(),
-            400,
+            501,
+        ),
+        ("CONNECT /public/x HTTP/1.1\r\nHost: x".to_owned(), 501),
+        (
+            format!("CONNECT /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user}"),
+            501,
         ),
         (
             format!("GET /admin\\..\\public HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {user}"),

@@ -45,6 +45,7 @@ impl AccessLine<'_> {
             Some(GatewayError::Route(RouteError::NotFound)) => "no_route",
             Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
             Some(GatewayError::Limit(_)) => "limit",
+            Some(GatewayError::Connect) => "connect",
             Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",

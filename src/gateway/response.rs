@@ -32,6 +32,12 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "the request host is missing or ambiguous",
             None,
         ),
+        E::Connect => (
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "CONNECT is not supported",
+            None,
+        ),
         E::Route(RouteError::NotFound) => (
             StatusCode::NOT_FOUND,
             "not_found",
