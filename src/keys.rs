@@ -1,8 +1,9 @@
 //! The key set: each verification key is bound to exactly one algorithm.
 //!
-//! HMAC is computed over `sha2`'s compression functions with the key
-//! prepared once (`hmac`: why not through the `hmac` crate); every public-key algorithm uses `ring`, the
-//! crypto provider rustls already brings, so there is one crypto stack.
+//! HMAC is computed by [`hmac`] over `sha2`'s compression functions, with
+//! the key prepared once (its module says why not through the `hmac`
+//! crate); every public-key algorithm uses `ring`, the crypto provider
+//! rustls already brings, so there is one crypto stack.
 
 use std::fmt;
 use std::path::Path;
@@ -34,12 +35,9 @@ pub struct Key {
 
 /// The key material, in the form its verifier wants. The variant follows
 /// from `alg` at construction, so an RSA key's bytes can never reach HMAC.
-// The keyed HMAC state stays inline: boxing it would add a pointer chase to
-// the hot path to save a few hundred bytes on a handful of keys.
-#[allow(clippy::large_enum_variant)]
 enum Material {
-    /// The HMAC state is keyed once; each verification clones it, which
-    /// saves the two key-block compressions per request.
+    /// The inner and outer states are keyed once, which saves the two
+    /// key-block compressions per request.
     Hmac(PreparedMac),
     /// Big-endian modulus (no leading zeros) and exponent.
     Rsa {

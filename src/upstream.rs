@@ -61,7 +61,11 @@ pub struct Upstream {
 /// for a connection; each upstream has a client of its own, whose
 /// connector dials the configured address whatever the key. The Host
 /// header is set from the configured URL, and the request line carries
-/// only the path.
+/// only the path (CONNECT, whose request line would be the authority, is
+/// refused before it gets here). Visible only in hyper-util's own debug
+/// logs, which name every upstream's pool `("http", u)`. An HTTP/2 or
+/// proxied upstream client would send the authority on: this would have
+/// to change with either.
 const POOL_KEY: Authority = Authority::from_static("u");
 
 /// Connects to one configured upstream address, whatever URI it is asked for.
