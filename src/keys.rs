@@ -49,7 +49,6 @@ enum Material {
     Ed25519([u8; 32]),
 }
 
-#[derive(Clone)]
 enum PreparedMac {
     Hs256(Prepared<Sha256>),
     Hs384(Prepared<Sha384>),
