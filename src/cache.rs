@@ -137,7 +137,6 @@ mod tests {
     fn verified() -> Verified {
         Verified {
             alg: Alg::ES256,
-            kid: None,
             user: Some("42".into()),
             roles: crate::jwt::Roles::default(),
             exp: Some(100),

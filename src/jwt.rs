@@ -148,7 +148,6 @@ impl Default for Validation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub alg: Alg,
-    pub kid: Option<String>,
     /// The user claim, as forwarded in `X-User-Id`.
     pub user: Option<String>,
     pub roles: Roles,
@@ -391,7 +390,6 @@ pub fn verify_reporting_alg(
 
     Ok(Verified {
         alg,
-        kid: key.kid.clone(),
         user: claims.user,
         roles: claims.roles,
         exp: claims.exp,

@@ -285,7 +285,6 @@ mod tests {
     fn token(user: &str, jti: Option<&str>, iat: Option<i64>) -> Verified {
         Verified {
             alg: Alg::HS256,
-            kid: None,
             user: Some(user.to_owned()),
             roles: crate::jwt::Roles::default(),
             exp: None,
