@@ -32,8 +32,8 @@ pub trait Sha2 {
     fn compress(state: &mut Self::State, blocks: &[u8]);
     /// The first `out.len()` bytes of the state, big-endian, in whole words.
     fn digest(state: &Self::State, out: &mut [u8]);
-    /// The digest of a key longer than a block (RFC 2104 §2).
-    fn hash(key: &[u8], out: &mut [u8]);
+    /// The whole hash, for a key longer than a block (RFC 2104 §2).
+    type Hash: Digest;
 }
 
 pub enum Sha256 {}
@@ -41,6 +41,7 @@ pub enum Sha384 {}
 pub enum Sha512 {}
 
 impl Sha2 for Sha256 {
+    type Hash = sha2::Sha256;
     type State = [u32; 8];
     const IV: [u32; 8] = [
         0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
@@ -63,13 +64,10 @@ impl Sha2 for Sha256 {
             bytes.copy_from_slice(&word.to_be_bytes());
         }
     }
-
-    fn hash(key: &[u8], out: &mut [u8]) {
-        out.copy_from_slice(&sha2::Sha256::digest(key));
-    }
 }
 
 impl Sha2 for Sha384 {
+    type Hash = sha2::Sha384;
     type State = [u64; 8];
     const IV: [u64; 8] = [
         0xcbbb9d5dc1059ed8,
@@ -88,21 +86,16 @@ impl Sha2 for Sha384 {
     const OUT: usize = 48;
 
     fn compress(state: &mut [u64; 8], blocks: &[u8]) {
-        let (whole, partial) = blocks.as_chunks();
-        debug_assert!(partial.is_empty(), "only whole blocks are compressed");
-        sha2::block_api::compress512(state, whole);
+        Sha512::compress(state, blocks);
     }
 
     fn digest(state: &[u64; 8], out: &mut [u8]) {
         Sha512::digest(state, out);
     }
-
-    fn hash(key: &[u8], out: &mut [u8]) {
-        out.copy_from_slice(&sha2::Sha384::digest(key));
-    }
 }
 
 impl Sha2 for Sha512 {
+    type Hash = sha2::Sha512;
     type State = [u64; 8];
     const IV: [u64; 8] = [
         0x6a09e667f3bcc908,
@@ -131,10 +124,6 @@ impl Sha2 for Sha512 {
             bytes.copy_from_slice(&word.to_be_bytes());
         }
     }
-
-    fn hash(key: &[u8], out: &mut [u8]) {
-        out.copy_from_slice(&sha2::Sha512::digest(key));
-    }
 }
 
 /// The largest block and digest, for buffers on the stack.
@@ -152,7 +141,7 @@ impl<H: Sha2> Prepared<H> {
     pub fn new(key: &[u8]) -> Self {
         let mut block = [0u8; MAX_BLOCK];
         if key.len() > H::BLOCK {
-            H::hash(key, &mut block[..H::OUT]);
+            block[..H::OUT].copy_from_slice(&H::Hash::digest(key));
         } else {
             block[..key.len()].copy_from_slice(key);
         }
