@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use smol_str::SmolStr;
 
 use crate::jwks::Keyring;
 use crate::jwt::{self, Alg, JwtError, Roles, Validation, Verified};
@@ -23,7 +24,7 @@ pub enum AuthError {
     Token(#[from] JwtError),
     /// A token that verifies, listed in the revocation file.
     #[error("revoked: {why}")]
-    Revoked { user: Option<String>, why: Revoked },
+    Revoked { user: Option<SmolStr>, why: Revoked },
     /// A valid token without any of the route's roles.
     #[error(
         "token of user {} has roles [{}], route needs one of [{}]",
@@ -32,7 +33,7 @@ pub enum AuthError {
         required.join(", ")
     )]
     Forbidden {
-        user: Option<String>,
+        user: Option<SmolStr>,
         roles: Roles,
         required: Vec<String>,
     },
