@@ -15,7 +15,9 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smol_str::SmolStrBuilder;
 
 use crate::jwt::Roles;
 
@@ -181,6 +183,33 @@ pub struct Identity<'a> {
     pub roles: &'a Roles,
 }
 
+impl Identity<'_> {
+    /// The `X-User-Id` and `X-Role` values, `None` where empty. Both are
+    /// slices of one buffer: one allocation for the two, and none when the
+    /// request head is copied for a replay (a value with a buffer of its
+    /// own allocates a shared count on its first clone).
+    fn header_values(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        let (user, roles) = (self.user.unwrap_or_default(), self.roles.joined());
+        if user.is_empty() && roles.is_empty() {
+            return (None, None);
+        }
+        let mut both = SmolStrBuilder::new();
+        both.push_str(user);
+        both.push_str(roles);
+        let both = Bytes::from_owner(both.finish());
+        // Values were checked to be header-safe when the token was verified,
+        // so a refusal here is a bug; leaving the header out is the safe side.
+        let value = |bytes: Bytes| match bytes.is_empty() {
+            true => None,
+            false => HeaderValue::from_maybe_shared(bytes).ok(),
+        };
+        (
+            value(both.slice(..user.len())),
+            value(both.slice(user.len()..)),
+        )
+    }
+}
+
 /// Prepares request headers for the upstream. Call after `remove_hop_by_hop`.
 pub fn prepare_request(
     headers: &mut HeaderMap,
@@ -200,14 +229,11 @@ pub fn prepare_request(
     }
 
     if let Some(identity) = identity {
-        // Values were checked to be header-safe when the token was verified,
-        // so these conversions only fail on a bug; skipping is the safe side.
-        if let Some(user) = identity.user.and_then(|u| HeaderValue::from_str(u).ok()) {
+        let (user, roles) = identity.header_values();
+        if let Some(user) = user {
             headers.insert(X_USER_ID, user);
         }
-        if !identity.roles.is_empty()
-            && let Ok(roles) = HeaderValue::from_str(identity.roles.joined())
-        {
+        if let Some(roles) = roles {
             headers.insert(X_ROLE, roles);
         }
     }
@@ -375,6 +401,31 @@ mod tests {
         assert_eq!(h.get_all("x-user-id").iter().collect::<Vec<_>>(), ["42"]);
         assert_eq!(h.get("x-role").unwrap(), "user,ops");
         assert!(h.get("authorization").is_none());
+    }
+
+    #[test]
+    fn identity_headers_are_set_only_for_what_the_token_has() {
+        let none = Roles::default();
+        let ops = Roles::of(&["ops"]);
+        for (user, roles, want_user, want_roles) in [
+            (Some("42"), &none, Some("42"), None),
+            (None, &ops, None, Some("ops")),
+            (None, &none, None, None),
+            (
+                Some("a-much-longer-user-id@example.com"),
+                &ops,
+                Some("a-much-longer-user-id@example.com"),
+                Some("ops"),
+            ),
+        ] {
+            let mut h = map(&[("x-user-id", "evil"), ("x-role", "admin")]);
+            prepare_request(&mut h, Some(Identity { user, roles }), IP, None);
+            let copy = h.clone();
+            for h in [&h, &copy] {
+                assert_eq!(h.get("x-user-id").map(|v| v.to_str().unwrap()), want_user);
+                assert_eq!(h.get("x-role").map(|v| v.to_str().unwrap()), want_roles);
+            }
+        }
     }
 
     #[test]
