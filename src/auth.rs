@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use smol_str::SmolStr;
 
 use crate::jwks::Keyring;
 use crate::jwt::{self, Alg, JwtError, Roles, Validation, Verified};
@@ -24,7 +23,7 @@ pub enum AuthError {
     Token(#[from] JwtError),
     /// A token that verifies, listed in the revocation file.
     #[error("revoked: {why}")]
-    Revoked { user: Option<SmolStr>, why: Revoked },
+    Revoked { user: Option<String>, why: Revoked },
     /// A valid token without any of the route's roles.
     #[error(
         "token of user {} has roles [{}], route needs one of [{}]",
@@ -33,7 +32,7 @@ pub enum AuthError {
         required.join(", ")
     )]
     Forbidden {
-        user: Option<SmolStr>,
+        user: Option<String>,
         roles: Roles,
         required: Vec<String>,
     },

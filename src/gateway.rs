@@ -11,7 +11,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use smol_str::SmolStr;
 
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
@@ -309,7 +308,7 @@ impl Gateway {
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 let user = match &err {
-                    GatewayError::Auth(auth) => auth.user().map(SmolStr::new),
+                    GatewayError::Auth(auth) => auth.user().map(str::to_owned),
                     _ => None,
                 };
                 failure = Some(err);
@@ -356,7 +355,7 @@ impl Gateway {
         uri: &Uri,
         client: SocketAddr,
         trace: &mut Trace,
-    ) -> Result<(Response<Incoming>, Option<SmolStr>), GatewayError> {
+    ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         if request.method() == http::Method::CONNECT {
             return Err(GatewayError::Connect);
         }

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use smol_str::SmolStrBuilder;
 
 use crate::jwt::Roles;
 
@@ -185,18 +184,16 @@ pub struct Identity<'a> {
 
 impl Identity<'_> {
     /// The `X-User-Id` and `X-Role` values, `None` where empty. Both are
-    /// slices of one buffer: one allocation for the two, and none when the
-    /// request head is copied for a replay (a value with a buffer of its
-    /// own allocates a shared count on its first clone).
+    /// slices of one shared buffer: two allocations (the text and its
+    /// shared count) where two values of their own took four, counting the
+    /// shared count each allocates when the request head is copied for a
+    /// replay.
     fn header_values(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
         let (user, roles) = (self.user.unwrap_or_default(), self.roles.joined());
         if user.is_empty() && roles.is_empty() {
             return (None, None);
         }
-        let mut both = SmolStrBuilder::new();
-        both.push_str(user);
-        both.push_str(roles);
-        let both = Bytes::from_owner(both.finish());
+        let both = Bytes::from([user, roles].concat());
         // Values were checked to be header-safe when the token was verified,
         // so a refusal here is a bug; leaving the header out is the safe side.
         let value = |bytes: Bytes| match bytes.is_empty() {

@@ -13,8 +13,6 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 
-use smol_str::SmolStr;
-
 use crate::keys::{Key, KeySet};
 
 mod base64url;
@@ -147,30 +145,25 @@ impl Default for Validation {
 }
 
 /// The identity a verified token carries.
-///
-/// Its strings are [`SmolStr`]s: up to 23 bytes (a typical user id or
-/// role list) they are held inline, so verifying a token allocates nothing
-/// for them, and a clone (the verified-token cache hands out one per hit)
-/// copies or shares rather than allocates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub alg: Alg,
     /// The user claim, as forwarded in `X-User-Id`.
-    pub user: Option<SmolStr>,
+    pub user: Option<String>,
     pub roles: Roles,
     pub exp: Option<i64>,
     /// `iat`, for revocations of a subject's tokens issued before a time.
     pub iat: Option<i64>,
     /// `jti` (RFC 7519 §4.1.7), for revoking one token.
-    pub jti: Option<SmolStr>,
+    pub jti: Option<String>,
 }
 
 /// The roles a token carries, held as the `X-Role` value the upstream
 /// gets: joined by `,`. Each role is non-empty, header-safe and has no
-/// comma, so the value splits back exactly. No allocation per role, and
-/// no join per request.
+/// comma, so the value splits back exactly. One allocation per token,
+/// none per role, and no join per request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Roles(SmolStr);
+pub struct Roles(String);
 
 impl Roles {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
@@ -188,7 +181,7 @@ impl Roles {
 
     #[cfg(test)]
     pub(crate) fn of(roles: &[&str]) -> Roles {
-        Roles(roles.join(",").into())
+        Roles(roles.join(","))
     }
 }
 

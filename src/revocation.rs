@@ -285,11 +285,11 @@ mod tests {
     fn token(user: &str, jti: Option<&str>, iat: Option<i64>) -> Verified {
         Verified {
             alg: Alg::HS256,
-            user: Some(user.into()),
+            user: Some(user.to_owned()),
             roles: crate::jwt::Roles::default(),
             exp: None,
             iat,
-            jti: jti.map(Into::into),
+            jti: jti.map(str::to_owned),
         }
     }
 

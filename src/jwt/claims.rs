@@ -3,8 +3,6 @@
 
 use std::borrow::Cow;
 
-use smol_str::{SmolStr, SmolStrBuilder, format_smolstr};
-
 use super::json::{Compact, Json, Name, Reader};
 use super::{JwtError, Roles, Segment, Validation};
 
@@ -17,9 +15,9 @@ pub(super) struct Claims<'a> {
     pub(super) iat: Option<i64>,
     pub(super) iss: Option<Cow<'a, str>>,
     pub(super) aud: Option<Audience<'a>>,
-    pub(super) user: Option<SmolStr>,
+    pub(super) user: Option<String>,
     pub(super) roles: Roles,
-    pub(super) jti: Option<SmolStr>,
+    pub(super) jti: Option<String>,
 }
 
 /// RFC 7519 §4.1.3: one string or an array of strings.
@@ -210,7 +208,7 @@ impl<'a, 'v> Reading<'a, 'v> {
             Slot::Aud => audience(value).map(|aud| claims.aud = Some(aud)),
             Slot::User => user_id(value).map(|user| claims.user = Some(user)),
             Slot::Role => roles(value).map(|roles| claims.roles = roles),
-            Slot::Jti => string(value).map(|jti| claims.jti = Some(SmolStr::new(jti))),
+            Slot::Jti => string(value).map(|jti| claims.jti = Some(jti.into_owned())),
         }
     }
 
@@ -290,11 +288,11 @@ fn audience(value: Json<'_>) -> Result<Audience<'_>, &'static str> {
     }
 }
 
-fn user_id(value: Json<'_>) -> Result<SmolStr, &'static str> {
+fn user_id(value: Json<'_>) -> Result<String, &'static str> {
     let user = match value {
-        Json::Str(s) => SmolStr::new(s),
-        Json::Int(v) => format_smolstr!("{v}"),
-        Json::UInt(v) => format_smolstr!("{v}"),
+        Json::Str(s) => s.into_owned(),
+        Json::Int(v) => v.to_string(),
+        Json::UInt(v) => v.to_string(),
         _ => return Err(NOT_A_USER_ID),
     };
     match is_header_safe(&user) {
@@ -308,17 +306,8 @@ fn roles(value: Json<'_>) -> Result<Roles, &'static str> {
     // would let a token smuggle a second role past the policy.
     let fits = |role: &str| is_header_safe(role) && !role.contains(',');
     match value {
-        Json::Str(role) if fits(&role) => Ok(Roles(SmolStr::new(role))),
-        Json::Strings(list) if list.iter().all(|role| fits(role)) => {
-            let mut joined = SmolStrBuilder::new();
-            for (i, role) in list.iter().enumerate() {
-                if i > 0 {
-                    joined.push(',');
-                }
-                joined.push_str(role);
-            }
-            Ok(Roles(joined.finish()))
-        }
+        Json::Str(role) if fits(&role) => Ok(Roles(role.into_owned())),
+        Json::Strings(list) if list.iter().all(|role| fits(role)) => Ok(Roles(list.join(","))),
         Json::Str(_) | Json::Strings(_) => Err(NOT_HEADER_SAFE),
         _ => Err(NOT_STRINGS),
     }

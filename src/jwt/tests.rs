@@ -199,7 +199,7 @@ fn hs256_token_is_accepted_and_carries_its_identity() {
         check(&token),
         Ok(Verified {
             alg: Alg::HS256,
-            user: Some("alice".into()),
+            user: Some("alice".to_owned()),
             roles: Roles::of(&["admin"]),
             exp: Some(NOW + HOUR),
             iat: None,
@@ -330,12 +330,10 @@ fn role_array_becomes_the_roles() {
     assert!(check(&token).unwrap().roles.is_empty());
 }
 
-/// Identity strings of up to 23 bytes are kept inline, longer ones on the
-/// heap: both come out whole, at and around the boundary.
 #[test]
 fn user_ids_and_role_lists_of_any_length_come_out_whole() {
-    for len in [0, 1, 22, 23, 24, 200] {
-        let user = "u".repeat(len.max(1));
+    for len in [1, 22, 23, 24, 200] {
+        let user = "u".repeat(len);
         let roles: Vec<String> = (0..len).map(|i| format!("r{i}")).collect();
         let listed = roles.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>();
         let token = hs256(&format!(
