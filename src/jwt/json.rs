@@ -484,7 +484,7 @@ impl<'a> Compact<'a> {
 
     /// A string without escapes.
     #[inline(always)]
-    fn string(&mut self) -> Option<&'a str> {
+    pub(super) fn string(&mut self) -> Option<&'a str> {
         let (start, end) = self.plain()?;
         self.text.get(start..end)
     }
@@ -510,24 +510,42 @@ impl<'a> Compact<'a> {
         let bytes = self.text.as_bytes();
         match *bytes.get(self.at)? {
             b'"' => self.string().map(|s| Json::Str(Cow::Borrowed(s))),
-            // A fraction, an exponent or a leading zero's next digit is
-            // not `,` or `}`: the object stops there.
-            b'0'..=b'9' => {
-                let rest = bytes.get(self.at..)?;
-                let count = match rest.first() {
-                    Some(b'0') => 1,
-                    _ => digit_run(rest),
-                };
-                self.at += count;
-                // Beyond u64 the reader has a float: stop.
-                decimal(rest.get(..count)?).map(Json::UInt)
-            }
+            b'0'..=b'9' => self.uint().map(Json::UInt),
             b'[' => self.strings(),
             b't' => self.literal("true", Json::Bool(true)),
             b'f' => self.literal("false", Json::Bool(false)),
             b'n' => self.literal("null", Json::Other),
             _ => None,
         }
+    }
+
+    /// The next byte, which starts the value.
+    #[inline(always)]
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// A non-negative integer that fits in a u64.
+    #[inline(always)]
+    pub(super) fn uint(&mut self) -> Option<u64> {
+        let rest = self.text.as_bytes().get(self.at..)?;
+        // A fraction, an exponent or a leading zero's next digit is
+        // not `,` or `}`: the object stops there.
+        let count = match rest.first()? {
+            b'0' => 1,
+            b'1'..=b'9' => digit_run(rest),
+            _ => return None,
+        };
+        self.at += count;
+        // Beyond u64 the reader has a float: stop.
+        decimal(rest.get(..count)?)
+    }
+
+    /// An array of strings, each borrowed.
+    pub(super) fn string_list(&mut self) -> Option<Vec<Cow<'a, str>>> {
+        let mut strings = Vec::new();
+        self.array(|string| strings.push(Cow::Borrowed(string)))?;
+        Some(strings)
     }
 
     /// Skips a value, like [`Compact::value`] without keeping it.
@@ -539,9 +557,7 @@ impl<'a> Compact<'a> {
     }
 
     fn strings(&mut self) -> Option<Json<'a>> {
-        let mut strings = Vec::new();
-        self.array(|string| strings.push(Cow::Borrowed(string)))?;
-        Some(Json::Strings(strings))
+        self.string_list().map(Json::Strings)
     }
 
     /// An array of strings, each handed to `each`.

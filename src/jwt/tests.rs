@@ -10,10 +10,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use super::claims::{
-    NOT_A_NUMERIC_DATE, NOT_A_STRING, NOT_A_USER_ID, NOT_HEADER_SAFE, NOT_STRINGS, is_header_safe,
+    MAX_NUMERIC_DATE, NOT_A_NUMERIC_DATE, NOT_A_STRING, NOT_A_USER_ID, NOT_HEADER_SAFE,
+    NOT_STRINGS, is_header_safe, parse_claims, parse_claims_generally,
 };
 use super::*;
 use crate::keys::{Key, KeySet};
+use proptest::prelude::*;
 
 /// The injected clock for every test that is not about a specific instant.
 const NOW: i64 = 1_700_000_000;
@@ -1729,4 +1731,94 @@ fn jti_and_iat_are_carried_for_revocation_checks() {
             problem: "is not a string"
         })
     );
+}
+
+/// Claim sets printed compactly, as issuers print them: each claim the
+/// verifier reads (with `uid` and `x` as configured user and role claims)
+/// is mostly of its type, sometimes of another shape, and other members
+/// come and go, so that most sets are read whole by the compact reader and
+/// the rest make it stop part-way.
+fn compact_claim_sets() -> impl Strategy<Value = String> {
+    use serde_json::{Value, json};
+    let text = || "[a-zA-Z0-9 ,./:_é-]{0,10}".prop_map(Value::String);
+    let texts = || prop::collection::vec(text(), 0..4).prop_map(Value::Array);
+    let any_shape = || {
+        prop_oneof![
+            text(),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e10f64..1e10).prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+            texts(),
+            Just(json!([1, "a"])),
+            Just(json!({"a": 1})),
+        ]
+    };
+    let date = || {
+        prop_oneof![
+            6 => (0i64..4_000_000_000).prop_map(Value::from),
+            1 => (MAX_NUMERIC_DATE - 1..=MAX_NUMERIC_DATE + 1).prop_map(Value::from),
+            1 => any::<u64>().prop_map(Value::from),
+            1 => any_shape(),
+        ]
+        .boxed()
+    };
+    let string = || prop_oneof![6 => text(), 1 => any_shape()].boxed();
+    let strings = || prop_oneof![3 => text(), 3 => texts(), 1 => any_shape()].boxed();
+    let user = || {
+        let id = (0u64..1_000_000).prop_map(Value::from);
+        prop_oneof![3 => text(), 3 => id, 1 => any_shape()].boxed()
+    };
+    let members: Vec<(&str, BoxedStrategy<Value>)> = vec![
+        ("exp", date()),
+        ("nbf", date()),
+        ("iat", date()),
+        ("iss", string()),
+        ("jti", string()),
+        ("aud", strings()),
+        ("sub", user()),
+        ("uid", user()),
+        ("role", strings()),
+        ("x", strings()),
+        ("preferred_username", any_shape().boxed()),
+    ];
+    let members: Vec<_> = members
+        .into_iter()
+        .map(|(name, value)| prop::option::weighted(0.6, value.prop_map(move |v| (name, v))))
+        .collect();
+    members.prop_map(|members| {
+        let object = members
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.to_owned(), v));
+        Value::Object(object.collect()).to_string()
+    })
+}
+
+proptest! {
+    /// The compact reader converts each claim straight to its type; the
+    /// general reader reads a JSON value first. Both give the same claims,
+    /// or the same refusal, for any claim set and any claim configuration.
+    #[test]
+    fn compact_claims_are_read_as_the_general_reader_reads_them(
+        json in compact_claim_sets(),
+        config in 0..3,
+    ) {
+        let validation = match config {
+            0 => Validation::default(),
+            1 => Validation { required: vec![], ..Validation::default() },
+            _ => Validation {
+                required: vec!["exp".into(), "iss".into(), "preferred_username".into()],
+                user_claim: "uid".into(),
+                role_claim: "x".into(),
+                ..Validation::default()
+            },
+        };
+        prop_assert_eq!(
+            format!("{:?}", parse_claims(json.as_bytes(), &validation)),
+            format!("{:?}", parse_claims_generally(json.as_bytes(), &validation)),
+            "{}", json
+        );
+    }
 }
