@@ -506,7 +506,7 @@ impl<'a> Compact<'a> {
     }
 
     #[inline(always)]
-    pub(super) fn value(&mut self) -> Option<Json<'a>> {
+    fn value(&mut self) -> Option<Json<'a>> {
         let bytes = self.text.as_bytes();
         match *bytes.get(self.at)? {
             b'"' => self.string().map(|s| Json::Str(Cow::Borrowed(s))),
@@ -543,6 +543,9 @@ impl<'a> Compact<'a> {
 
     /// An array of strings, each borrowed.
     pub(super) fn string_list(&mut self) -> Option<Vec<Cow<'a, str>>> {
+        if self.peek()? != b'[' {
+            return None;
+        }
         let mut strings = Vec::new();
         self.array(|string| strings.push(Cow::Borrowed(string)))?;
         Some(strings)
