@@ -507,11 +507,10 @@ impl<'a> Compact<'a> {
 
     #[inline(always)]
     fn value(&mut self) -> Option<Json<'a>> {
-        let bytes = self.text.as_bytes();
-        match *bytes.get(self.at)? {
+        match self.peek()? {
             b'"' => self.string().map(|s| Json::Str(Cow::Borrowed(s))),
             b'0'..=b'9' => self.uint().map(Json::UInt),
-            b'[' => self.strings(),
+            b'[' => self.string_list().map(Json::Strings),
             b't' => self.literal("true", Json::Bool(true)),
             b'f' => self.literal("false", Json::Bool(false)),
             b'n' => self.literal("null", Json::Other),
@@ -553,14 +552,10 @@ impl<'a> Compact<'a> {
 
     /// Skips a value, like [`Compact::value`] without keeping it.
     pub(super) fn skip(&mut self) -> Option<()> {
-        match self.text.as_bytes().get(self.at) {
+        match self.peek() {
             Some(b'[') => self.array(drop),
             _ => self.value().map(drop),
         }
-    }
-
-    fn strings(&mut self) -> Option<Json<'a>> {
-        self.string_list().map(Json::Strings)
     }
 
     /// An array of strings, each handed to `each`.
