@@ -266,13 +266,10 @@ impl Gateway {
         let http1 = request.version() < http::Version::HTTP_2;
         let head = method == http::Method::HEAD;
         let mut trace = Trace::default();
-        let mut request = request;
         let request_id = headers::request_id(request.headers(), &self.request_ids);
-        request
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID, request_id.clone());
         let mut failure = None;
-        let (mut response, user) = match self.forward(request, &uri, client, &mut trace).await {
+        let forwarded = self.forward(request, &uri, client, &request_id, &mut trace);
+        let (mut response, user) = match forwarded.await {
             Ok((response, user)) => {
                 let mut response = response.map(Either::Left);
                 if self.server_timing
@@ -354,6 +351,7 @@ impl Gateway {
         mut request: Request<Incoming>,
         uri: &Uri,
         client: SocketAddr,
+        request_id: &HeaderValue,
         trace: &mut Trace,
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         if request.method() == http::Method::CONNECT {
@@ -391,7 +389,7 @@ impl Gateway {
         // A WebSocket (or other) upgrade goes through only after the checks above.
         let upgrade = headers::requested_upgrade(&request);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-        rewrite_request_headers(&mut request, verified.as_ref(), client, host);
+        rewrite_request_headers(&mut request, verified.as_ref(), client, host, request_id);
         if let Some(protocol) = &upgrade {
             headers::keep_upgrade(request.headers_mut(), protocol.clone());
         }
@@ -572,6 +570,7 @@ fn rewrite_request_headers(
     verified: Option<&Verified>,
     client: SocketAddr,
     host: Option<HeaderValue>,
+    request_id: &HeaderValue,
 ) {
     if request.version() == http::Version::HTTP_2 {
         headers::merge_cookies(request.headers_mut());
@@ -583,6 +582,9 @@ fn rewrite_request_headers(
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers);
     headers::prepare_request(headers, identity, client.ip(), host);
+    // Set after the hop-by-hop removal, like the identity headers, so
+    // `Connection: X-Request-Id` cannot keep the id from the upstream.
+    headers.insert(headers::X_REQUEST_ID, request_id.clone());
 }
 
 /// Seconds since the Unix epoch.

@@ -336,6 +336,21 @@ async fn request_ids_are_kept_when_plausible_generated_otherwise_and_echoed() {
     assert_eq!(id.len(), 32);
     assert_eq!(upstream.last().header("x-request-id"), Some(id.as_str()));
 
+    // The id is the gateway's header: naming it in `Connection` does not
+    // keep it from the upstream.
+    let named = gateway
+        .client()
+        .send(
+            request(Method::GET, "/")
+                .header("x-request-id", "trace-kept")
+                .header("connection", "x-request-id")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(named.header("x-request-id"), Some("trace-kept"));
+    assert_eq!(upstream.last().header("x-request-id"), Some("trace-kept"));
+
     // Refusals at the edge carry an id too, for support tickets.
     let refused = gateway.client().get("/orders", None).await;
     assert_eq!(refused.header("x-request-id").map(str::len), Some(32));

@@ -118,11 +118,13 @@ pub(super) fn validate_routes(
         };
         let roles = match r.roles {
             None => Vec::new(),
-            Some(roles) if auth == AuthMode::None => {
+            // An optional route lets a request without a token through,
+            // so roles there would stop only the users who sent one.
+            Some(roles) if auth != AuthMode::Required => {
                 return Err(invalid(
                     &roles,
                     at("roles"),
-                    "roles need auth = \"required\" or \"optional\"",
+                    "roles need auth = \"required\": without a token a request would pass them",
                 ));
             }
             Some(roles)

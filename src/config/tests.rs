@@ -192,6 +192,20 @@ fn route_paths_must_be_normal() {
 }
 
 #[test]
+fn roles_need_a_required_token() {
+    for auth in ["none", "optional"] {
+        let text = format!(
+            "{BASE}[[route]]\npath = \"/\"\nupstream = \"app\"\nauth = \"{auth}\"\nroles = [\"admin\"]\n"
+        );
+        assert_eq!(
+            error(&text),
+            "test.toml:16: route[0].roles: roles need auth = \"required\": \
+             without a token a request would pass them"
+        );
+    }
+}
+
+#[test]
 fn overlapping_routes_are_refused() {
     let text = format!(
         "{BASE}[[route]]\npath = \"/a\"\nupstream = \"app\"\n[[route]]\npath = \"/a/\"\nupstream = \"app\"\n"
