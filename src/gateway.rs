@@ -3,6 +3,7 @@
 //! `access_log`.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -250,6 +251,19 @@ impl Gateway {
     /// Counts an open client connection until the guard drops.
     pub fn connection_opened(&self) -> Gauge {
         self.metrics.connection_opened()
+    }
+
+    /// Counts and logs a request hyper answered itself because it could not
+    /// parse its head (HTTP/1.1: `status` is 400 for bad framing, 431 or 414
+    /// for an oversized head), so it reached no [`Gateway::handle`].
+    pub fn record_unparsed(
+        &self,
+        client: SocketAddr,
+        status: StatusCode,
+        error: &dyn fmt::Display,
+    ) {
+        self.series.count_request(None, status.as_u16());
+        access_log::log_unparsed(client, status, error);
     }
 
     /// Serves one request. Cannot fail: every error is answered here.

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -128,8 +129,9 @@ pub async fn serve(
                     return;
                 }
             };
+            let serving = live.clone();
             let service = service_fn(move |request| {
-                let gateway = live.gateway();
+                let gateway = serving.gateway();
                 async move { gateway.handle(request, client).await }
             });
             let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -154,7 +156,12 @@ pub async fn serve(
                 }
             };
             if let Err(err) = ended {
-                tracing::debug!(%client, error = %err, "connection ended with an error");
+                match answered_by_hyper(&*err) {
+                    Some(status) => live.gateway().record_unparsed(client, status, &err),
+                    None => {
+                        tracing::debug!(%client, error = %err, "connection ended with an error")
+                    }
+                }
             }
         });
     }
@@ -176,4 +183,20 @@ pub async fn serve(
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// The status hyper sent by itself for an HTTP/1.1 request head it could not
+/// parse (its `Server::on_error`), ending the connection with this error.
+fn answered_by_hyper(err: &(dyn std::error::Error + 'static)) -> Option<StatusCode> {
+    let err = err.downcast_ref::<hyper::Error>()?;
+    if err.is_parse_too_large() {
+        // One flag covers both; only the message tells apart a URI over
+        // hyper's own 64 KiB cap (414) from an oversized head (431).
+        return Some(match err.to_string().starts_with("URI too long") {
+            true => StatusCode::URI_TOO_LONG,
+            false => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        });
+    }
+    // An HTTP/2 preface on an HTTP/1.1 connection gets no answer.
+    (err.is_parse() && !err.is_parse_version_h2()).then_some(StatusCode::BAD_REQUEST)
 }

@@ -7,6 +7,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::json;
@@ -14,7 +15,7 @@ use tokio::net::TcpListener;
 
 use jwtgate::config::Config;
 use jwtgate::gateway::{Gateway, unix_now};
-use support::{CONFIG, SECRET, TestGateway, Upstream, mint, mint_with, plain_get, token};
+use support::{CONFIG, SECRET, TestGateway, Upstream, mint, mint_with, plain_get, raw_tls, token};
 
 fn with_admin(config: &str) -> String {
     config.replace("[jwt]", "[admin]\nlisten = \"127.0.0.1:0\"\n\n[jwt]")
@@ -145,6 +146,42 @@ async fn metrics_count_exactly_the_requests_sent_with_their_reasons() {
     assert_eq!(sample(&text, "jwtgate_connections_total"), Some(12));
     assert_eq!(sample(&text, "jwtgate_requests_in_flight"), Some(0));
     assert_eq!(upstream.count(), 5);
+}
+
+#[tokio::test]
+async fn requests_hyper_answers_unparsed_are_counted_too() {
+    let upstream = Upstream::start().await;
+    let gateway = TestGateway::start(&with_admin(CONFIG), upstream.addr).await;
+    let admin = gateway.admin.unwrap();
+    let oversized = format!(
+        "GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    let two_lengths = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1\r\n\
+                       content-length: 2\r\n\r\nab";
+    for (request, status) in [(oversized.as_str(), "431"), (two_lengths, "400")] {
+        let wait = Duration::from_secs(5);
+        let reply = raw_tls(gateway.addr, &gateway.pki, request.as_bytes(), wait).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status} ")), "{reply}");
+    }
+
+    // Counted when the connection ends, just after the client read the answer.
+    let counted = |text: &str, status: u16| {
+        let series = format!("jwtgate_requests_total{{route=\"unmatched\",status=\"{status}\"}}");
+        sample(text, &series)
+    };
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = plain_get(admin, "/metrics").await.2;
+        if counted(&text, 431).is_some() && counted(&text, 400).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted(&text, 431), Some(1), "{text}");
+    assert_eq!(counted(&text, 400), Some(1), "{text}");
+    assert_eq!(upstream.count(), 0);
 }
 
 #[tokio::test]

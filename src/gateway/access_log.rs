@@ -71,6 +71,27 @@ impl AccessLine<'_> {
     }
 }
 
+/// The access line of a request hyper refused unparsed: no method, path or
+/// request id is known, only who sent it and what hyper answered.
+pub(super) fn log_unparsed(client: SocketAddr, status: StatusCode, error: &dyn fmt::Display) {
+    tracing::info!(
+        target: "access",
+        request_id = "-",
+        client = %client.ip(),
+        method = "-",
+        path = "-",
+        route = "-",
+        status = status.as_u16(),
+        user = "-",
+        auth = "none",
+        reason = if status == StatusCode::BAD_REQUEST { "bad_framing" } else { "limit" },
+        error = %error,
+        jwt_us = "-",
+        upstream_ms = "-",
+        bytes = "-",
+    );
+}
+
 /// Milliseconds with microsecond precision, `-` when absent.
 pub(super) struct Millis(Option<Duration>);
 
