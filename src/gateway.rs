@@ -195,13 +195,16 @@ impl Gateway {
     }
 
     /// Makes this gateway's key sources the `/readyz` check `key_sources`
-    /// (ready once every JWKS URL has loaded) and its verified-token cache
-    /// the one `/metrics` reports.
+    /// (ready once every JWKS URL has loaded) and its verified-token cache,
+    /// if it can have one, the one `/metrics` reports.
     pub fn take_over(&self) {
         // Upgraded connections re-check their identity against this list.
         self.revocation_feed.send_replace(self.revocations.clone());
         self.readiness
             .register("key_sources", self.keys.ready_flag());
+        if !self.keys.caches() {
+            return;
+        }
         let cache_source = Arc::downgrade(&self.keys);
         self.metrics.report_verified_cache(move || {
             cache_source

@@ -209,8 +209,9 @@ pub struct Source {
 struct Remote {
     source: Source,
     connector: TlsConnector,
-    /// The keys of its last successful fetch; `None` until the first.
-    keys: std::sync::Mutex<Option<Vec<Arc<Key>>>>,
+    /// The document of its last successful fetch and its keys; `None`
+    /// until the first.
+    keys: std::sync::Mutex<Option<(Bytes, Vec<Arc<Key>>)>>,
     /// Single flight: held by whoever is fetching.
     fetching: tokio::sync::Mutex<()>,
     /// When the last fetch started; readable while one runs.
@@ -398,19 +399,27 @@ impl Keyring {
             .await
             .unwrap_or_else(|_| Err(JwksError::Fetch("timed out".to_owned())))
             .and_then(|body| {
-                parse_jwks(
+                let keys = parse_jwks(
                     &body,
                     remote.source.issuer.as_deref(),
                     remote.source.default_alg,
-                )
+                )?;
+                Ok((body, keys))
             });
         match result {
-            Ok(keys) => {
-                tracing::info!(%url, keys = keys.len(), "JWKS loaded");
-                let keys = keys.into_iter().map(Arc::new).collect();
-                if let Ok(mut slot) = remote.keys.lock() {
-                    *slot = Some(keys);
+            Ok((body, keys)) => {
+                let Ok(mut slot) = remote.keys.lock() else {
+                    return false;
+                };
+                // The same document again (every refresh, mostly): the key
+                // set and its generation stay, and so do cached tokens.
+                if slot.as_ref().is_some_and(|(last, _)| *last == body) {
+                    tracing::debug!(%url, "JWKS unchanged");
+                    return true;
                 }
+                tracing::info!(%url, keys = keys.len(), "JWKS loaded");
+                *slot = Some((body, keys.into_iter().map(Arc::new).collect()));
+                drop(slot);
                 self.publish();
                 true
             }
@@ -432,7 +441,7 @@ impl Keyring {
         let mut pending = 0;
         for remote in &self.remotes {
             match remote.keys.lock().ok().and_then(|k| k.clone()) {
-                Some(loaded) => keys.extend(loaded),
+                Some((_, loaded)) => keys.extend(loaded),
                 None => pending += 1,
             }
         }
@@ -485,6 +494,13 @@ impl Keyring {
                 .insert(cache_key, verified.clone(), dies_at, generation, now);
         }
         Ok(verified)
+    }
+
+    /// Whether the verified-token cache is on and could ever be used: a
+    /// public key is configured or may come from a JWKS URL.
+    pub fn caches(&self) -> bool {
+        self.cache.enabled()
+            && (!self.remotes.is_empty() || self.fixed.iter().any(|key| !key.alg.is_hmac()))
     }
 
     /// Hits and misses of the verified-token cache, for `/metrics`.

@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use jwtgate::config::Config;
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::tls::{self, DevPki};
-use support::{TestGateway, Upstream};
+use support::{TestGateway, Upstream, plain_get};
 
 /// An identity provider's signing key (ES256, generated per test).
 struct IdpKey {
@@ -365,6 +365,61 @@ async fn flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     }
     let fetched = idp.fetches.load(Ordering::SeqCst) - before;
     assert!(fetched <= 1, "{fetched} fetches for 30 unknown kids");
+}
+
+#[tokio::test]
+async fn refetching_an_unchanged_jwks_keeps_cached_tokens_and_a_changed_one_drops_them() {
+    let (a, b) = (IdpKey::new("a"), IdpKey::new("b"));
+    let idp = JwksServer::start(&[&a]).await;
+    let upstream = Upstream::start().await;
+    let config = idp.config("5m", "100ms").replace(
+        "[[jwt.keys]]",
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[jwt.keys]]",
+    );
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    let admin = gateway.admin.unwrap();
+    let client = gateway.client();
+    let cache = async |result: &str| {
+        let text = plain_get(admin, "/metrics").await.2;
+        let series = format!("jwtgate_verified_cache_lookups_total{{result=\"{result}\"}} ");
+        let line = text.lines().find_map(|l| l.strip_prefix(series.as_str()));
+        line.unwrap().parse::<u64>().unwrap()
+    };
+    assert!(
+        eventually(async || client.get("/x", Some(&a.token())).await.status == StatusCode::OK)
+            .await
+    );
+    let token = a.token();
+    let ok = async || client.get("/x", Some(&token)).await.status == StatusCode::OK;
+    assert!(ok().await);
+
+    // An unknown kid after the cooldown fetches the same document again
+    // (the unknown token itself is a miss).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let fetches = idp.fetches.load(Ordering::SeqCst);
+    let unknown = a.token_with_kid("nope");
+    assert_eq!(
+        client.get("/x", Some(&unknown)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(idp.fetches.load(Ordering::SeqCst), fetches + 1);
+    let misses = cache("miss").await;
+    assert!(ok().await);
+    assert_eq!(
+        cache("miss").await,
+        misses,
+        "unchanged keys dropped the cache"
+    );
+
+    // A changed document is a new key set: cached tokens are verified again.
+    idp.publish(&[&a, &b]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        client.get("/x", Some(&b.token())).await.status,
+        StatusCode::OK
+    );
+    assert!(ok().await);
+    assert_eq!(cache("miss").await, misses + 2);
 }
 
 #[tokio::test]

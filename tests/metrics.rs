@@ -143,6 +143,8 @@ async fn metrics_count_exactly_the_requests_sent_with_their_reasons() {
         sample(&text, "jwtgate_upstream_seconds_count{upstream=\"app\"}"),
         Some(3 + 2)
     );
+    // An HMAC-only deployment has no verified-token cache to report.
+    assert!(!text.contains("jwtgate_verified_cache"), "{text}");
     assert_eq!(sample(&text, "jwtgate_connections_total"), Some(12));
     assert_eq!(sample(&text, "jwtgate_requests_in_flight"), Some(0));
     assert_eq!(upstream.count(), 5);
