@@ -89,18 +89,20 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
             "more than one Authorization header",
         ));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::InvalidRequest("Authorization header is not ASCII"))?;
-    let Some((scheme, token)) = value.split_once(' ') else {
+    // Read as bytes: another scheme's credentials may be any octets.
+    let value = value.as_bytes();
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
         return Ok(None);
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    if !value[..space].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
     // b64token (RFC 6750 §2.1) after one or more spaces; jwt::verify refuses
     // anything that is not three base64url segments.
-    Ok(Some(token.trim_start_matches(' ')))
+    match std::str::from_utf8(&value[space + 1..]) {
+        Ok(token) => Ok(Some(token.trim_start_matches(' '))),
+        Err(_) => Err(AuthError::InvalidRequest("the bearer token is not UTF-8")),
+    }
 }
 
 /// A query string split around the token parameter (RFC 6750 §2.3).
@@ -309,6 +311,31 @@ mod tests {
         );
         assert_eq!(bearer_token(&headers(&["Bearer"])).unwrap(), None);
         assert_eq!(bearer_token(&headers(&[])).unwrap(), None);
+        // Any octets in another scheme's credentials (RFC 9110 §5.5).
+        let mut latin1 = HeaderMap::new();
+        let digest = HeaderValue::from_bytes(b"Digest username=\"\xe9\"").unwrap();
+        latin1.append(AUTHORIZATION, digest);
+        assert_eq!(bearer_token(&latin1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_bearer_token_that_is_not_utf8_is_an_invalid_request() {
+        let mut h = HeaderMap::new();
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer a.\xe9.c").unwrap(),
+        );
+        assert!(matches!(
+            bearer_token(&h),
+            Err(AuthError::InvalidRequest(_))
+        ));
+        // UTF-8 beyond ASCII is read, and refused by the verifier as malformed.
+        let mut h = HeaderMap::new();
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_bytes("Bearer a.é.c".as_bytes()).unwrap(),
+        );
+        assert_eq!(bearer_token(&h).unwrap(), Some("a.é.c"));
     }
 
     #[test]

@@ -224,9 +224,11 @@ impl<'a, 'v> Reading<'a, 'v> {
         self.seen |= slot.bit();
         let claims = &mut self.claims;
         match slot {
-            Slot::Exp => numeric_date(value).map(|t| claims.exp = Some(t)),
-            Slot::Nbf => numeric_date(value).map(|t| claims.nbf = Some(t)),
-            Slot::Iat => numeric_date(value).map(|t| claims.iat = Some(t)),
+            // A fraction is rounded the strict way: exp down, nbf up; iat
+            // down, so a revocation of tokens issued before a time holds.
+            Slot::Exp => numeric_date(value, f64::floor).map(|t| claims.exp = Some(t)),
+            Slot::Nbf => numeric_date(value, f64::ceil).map(|t| claims.nbf = Some(t)),
+            Slot::Iat => numeric_date(value, f64::floor).map(|t| claims.iat = Some(t)),
             Slot::Iss => string(value).map(|iss| claims.iss = Some(iss)),
             Slot::Aud => audience(value).map(|aud| claims.aud = Some(aud)),
             Slot::User => user_id(value).map(|user| claims.user = Some(user)),
@@ -320,13 +322,12 @@ pub(super) const MAX_NUMERIC_DATE: i64 = 1 << 53;
 /// RFC 7519 §2 NumericDate: a JSON number of seconds, possibly fractional.
 /// Strings, booleans, null and out-of-range values are refused, never
 /// treated as absent.
-fn numeric_date(value: Json<'_>) -> Result<i64, &'static str> {
+fn numeric_date(value: Json<'_>, round: fn(f64) -> f64) -> Result<i64, &'static str> {
     let seconds = match value {
         Json::Int(v) => Some(v),
         Json::UInt(v) => i64::try_from(v).ok(),
-        // Rounded towards the past: a fractional exp ends at the start of its second.
         Json::Float(v) if v.is_finite() && v.abs() <= MAX_NUMERIC_DATE as f64 => {
-            Some(v.floor() as i64)
+            Some(round(v) as i64)
         }
         _ => None,
     };

@@ -392,6 +392,24 @@ fn fractional_exp_is_rounded_down_to_its_second() {
 }
 
 #[test]
+fn fractional_nbf_is_rounded_up_to_its_next_second() {
+    let validation = Validation {
+        leeway: 0,
+        ..Validation::default()
+    };
+    let token = hs256(&format!(r#"{{"exp":{},"nbf":{}.001}}"#, NOW + 900, NOW - 1));
+    assert_eq!(
+        verify(&token, &hs256_keys(), &validation, NOW - 1),
+        Err(JwtError::NotYetValid {
+            nbf: NOW,
+            now: NOW - 1,
+            leeway: 0
+        })
+    );
+    assert!(verify(&token, &hs256_keys(), &validation, NOW).is_ok());
+}
+
+#[test]
 fn exp_may_be_absent_when_not_required() {
     let validation = Validation {
         required: Vec::new(),
