@@ -87,6 +87,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// The protocol an HTTP/1.1 request asks to upgrade to (RFC 9110 §7.8):
 /// an `Upgrade` header and `upgrade` among the `Connection` options.
 /// HTTP/2 has no such mechanism.
+///
+/// An upgrade to HTTP itself (`h2c`, `HTTP/2.0`) is not passed on: the
+/// connection would carry further requests straight to the upstream, past
+/// routing and authentication ("h2c smuggling"). Such a request goes on as
+/// a plain one; the server may ignore `Upgrade` (RFC 9110 §7.8).
 pub fn requested_upgrade<B>(request: &http::Request<B>) -> Option<HeaderValue> {
     if request.version() != http::Version::HTTP_11 {
         return None;
@@ -100,9 +105,21 @@ pub fn requested_upgrade<B>(request: &http::Request<B>) -> Option<HeaderValue> {
         .any(|option| option.trim().eq_ignore_ascii_case("upgrade"));
     let mut protocols = headers.get_all(header::UPGRADE).iter();
     match (connection_upgrade, protocols.next(), protocols.next()) {
-        (true, Some(protocol), None) => Some(protocol.clone()),
+        (true, Some(protocol), None) if !names_http(protocol) => Some(protocol.clone()),
         _ => None,
     }
+}
+
+/// Whether an `Upgrade` value lists HTTP (`h2c`, `HTTP/…`) among its
+/// protocols; a value that is not text lists nothing else usable either.
+fn names_http(protocols: &HeaderValue) -> bool {
+    let Ok(protocols) = protocols.to_str() else {
+        return true;
+    };
+    protocols.split(',').any(|protocol| {
+        let name = protocol.trim().split('/').next().unwrap_or_default();
+        name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("http")
+    })
 }
 
 /// Why the host a request addressed cannot be told.
@@ -521,6 +538,30 @@ mod tests {
             host(&request(Version::HTTP_2, "https://a.example/", &["evil"])),
             Err(HostError::Conflicting)
         );
+    }
+
+    #[test]
+    fn upgrades_to_http_itself_are_not_passed_on() {
+        let upgrade = |protocol: &str| {
+            let request = http::Request::get("/")
+                .header("connection", "Upgrade, HTTP2-Settings")
+                .header("upgrade", protocol)
+                .body(())
+                .unwrap();
+            requested_upgrade(&request).map(|p| p.to_str().unwrap().to_owned())
+        };
+        assert_eq!(upgrade("websocket").as_deref(), Some("websocket"));
+        assert_eq!(upgrade("spdy/3.1").as_deref(), Some("spdy/3.1"));
+        for http in [
+            "h2c",
+            "H2C",
+            "HTTP/2.0",
+            "http/1.1",
+            "websocket, h2c",
+            " h2c ",
+        ] {
+            assert_eq!(upgrade(http), None, "{http}");
+        }
     }
 
     #[test]

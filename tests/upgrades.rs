@@ -69,3 +69,24 @@ async fn websocket_is_closed_when_its_token_expires() {
     .await;
     assert!(ended.is_ok(), "the tunnel outlived its token");
 }
+
+#[tokio::test]
+async fn an_upgrade_to_h2c_goes_on_as_a_plain_request() {
+    // A tunnel to the upstream's own HTTP/2 would carry requests past
+    // routing and authentication ("h2c smuggling").
+    let upstream = support::Upstream::start().await;
+    let gateway = TestGateway::start(CONFIG, upstream.addr).await;
+    let request = http::Request::get("/ws/chat")
+        .header("authorization", format!("Bearer {}", token("user")))
+        .header("connection", "Upgrade, HTTP2-Settings")
+        .header("upgrade", "h2c")
+        .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let reply = gateway.client().send(request).await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+    let seen = upstream.last();
+    for hop in ["upgrade", "http2-settings", "connection"] {
+        assert_eq!(seen.header(hop), None, "{hop}");
+    }
+}
