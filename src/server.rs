@@ -2,13 +2,18 @@
 //! HTTP/1.1 or HTTP/2 by ALPN, a cap on open connections, graceful drain.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -114,6 +119,7 @@ pub async fn serve(
         let http = http.clone();
         let mut drain = drain.clone();
         let handshake_timeout = limits.handshake_timeout;
+        let header_read_timeout = limits.header_read_timeout;
         let open = live.gateway().connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
@@ -140,14 +146,31 @@ pub async fn serve(
             } else {
                 http.http1_only()
             };
+            // hyper's header timeout starts with a request's first byte: a
+            // client that never sends one would hold its connection slot.
+            let heard = Arc::new(AtomicBool::new(false));
+            let silence = async {
+                tokio::time::sleep(header_read_timeout).await;
+                if heard.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let stream = Heard {
+                stream: tls,
+                heard: heard.clone(),
+            };
             // With upgrades: a WebSocket handshake the gateway authenticated
             // takes the connection over (HTTP/1.1 only).
-            let connection = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let ended = match tokio::select! {
                 ended = connection.as_mut() => Some(ended),
                 // Also when the sender is gone: the server has stopped.
                 _ = drain.changed() => None,
+                () = silence => {
+                    tracing::debug!(%client, "nothing sent within header_read_timeout; closing");
+                    return;
+                }
             } {
                 Some(ended) => ended,
                 None => {
@@ -182,6 +205,57 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
         }
+    }
+}
+
+/// A client stream that notes whether the client has sent anything yet.
+struct Heard<S> {
+    stream: S,
+    heard: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

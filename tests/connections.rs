@@ -74,6 +74,32 @@ async fn five_hundred_byte_at_a_time_clients_are_cut_off_and_a_normal_client_is_
     assert_eq!(upstream.count(), 1, "no slow request was ever forwarded");
 }
 
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_closed_at_the_header_timeout() {
+    let upstream = Upstream::start().await;
+    let config = CONFIG.replace(
+        "header_read_timeout = \"2s\"",
+        "header_read_timeout = \"1s\"",
+    );
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut silent = tls_connect(gateway.addr, &gateway.pki, alpn).await;
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut answer)).await;
+        assert!(closed.is_ok(), "still open after 5 s ({alpn:?})");
+        let lasted = started.elapsed();
+        assert!(
+            lasted >= Duration::from_millis(900) && lasted < Duration::from_secs(3),
+            "{lasted:?}"
+        );
+    }
+    // A client that speaks at once is served as before.
+    let reply = gateway.client().get("/public/x", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
 /// An HTTP/2 connection driven by the `h2` crate, so the test can see the
 /// server's settings and send frames a polite client would not.
 async fn h2_client(
