@@ -109,6 +109,11 @@ pub enum GatewayError {
     /// hyper-util's client would send the upstream only an authority).
     #[error("CONNECT is not supported")]
     Connect,
+    /// A transfer coding besides `chunked` (`gzip, chunked`): hyper undoes
+    /// only `chunked`, so the body would go on still coded with the
+    /// coding's name dropped (RFC 9112 §6.1: 501).
+    #[error("transfer coding other than chunked")]
+    TransferCoding,
 }
 
 impl Gateway {
@@ -373,6 +378,9 @@ impl Gateway {
     ) -> Result<(Response<Incoming>, Option<String>), GatewayError> {
         if request.method() == http::Method::CONNECT {
             return Err(GatewayError::Connect);
+        }
+        if headers::other_transfer_coding(request.headers()) {
+            return Err(GatewayError::TransferCoding);
         }
         self.limits.check(&request)?;
         let host = headers::client_host(&request)?;

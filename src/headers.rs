@@ -82,6 +82,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if present & (1 << HOP_BY_HOP.len()) != 0 {
         headers.remove(header::UPGRADE);
     }
+    // RFC 9112 §6.3: with Transfer-Encoding the body was framed by it, and a
+    // Content-Length beside it MUST go before forwarding; kept, it would
+    // frame the re-sent body wrongly (hyper drops it from requests itself,
+    // not from an upstream's response).
+    if present & (1 << (HOP_BY_HOP.len() - 1)) != 0 {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+}
+
+/// Whether `Transfer-Encoding` names a coding besides `chunked`.
+pub fn other_transfer_coding(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .any(|value| {
+            let Ok(codings) = value.to_str() else {
+                return true;
+            };
+            (codings.split(',')).any(|coding| !coding.trim().eq_ignore_ascii_case("chunked"))
+        })
 }
 
 /// The protocol an HTTP/1.1 request asks to upgrade to (RFC 9110 §7.8):

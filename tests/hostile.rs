@@ -391,6 +391,25 @@ async fn raw_request_targets_cannot_bypass_a_route_rule() {
 // ---- 4. framing and limits ----------------------------------------------------
 
 #[tokio::test]
+async fn a_transfer_coding_besides_chunked_is_501_and_not_forwarded() {
+    // hyper undoes only `chunked`: the gzip-coded body would reach the
+    // upstream with its coding's name dropped.
+    let (upstream, gateway) = setup().await;
+    for codings in [
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let raw = format!(
+            "POST /public/x HTTP/1.1\r\nHost: localhost\r\n{codings}\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let wait = Duration::from_secs(1);
+        let (reply, _) = raw_tls_closed(gateway.addr, &gateway.pki, raw.as_bytes(), wait).await;
+        assert_eq!(statuses(&reply).first(), Some(&501), "{codings}");
+    }
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
 async fn smuggling_shapes_are_refused_and_the_connection_closes() {
     let (upstream, gateway) = setup().await;
     let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -178,6 +178,26 @@ async fn a_response_cut_off_mid_body_is_an_error_for_the_client_not_a_short_succ
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
 
+#[tokio::test]
+async fn a_content_length_beside_chunked_coding_is_not_forwarded() {
+    // RFC 9112 §6.3: the chunked coding framed the body; the stale
+    // Content-Length (1, 50) must not frame it again for the client.
+    for length in ["1", "50"] {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        );
+        let addr = raw_upstream(response.leak().as_bytes(), true).await;
+        let gateway = TestGateway::start(CONFIG, addr).await;
+        for client in [gateway.client(), gateway.h2_client()] {
+            let reply = client.get("/", Some(&token("user"))).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.header("content-length"), None, "{length}");
+            assert_eq!(reply.body, "hello world", "{length}");
+        }
+    }
+}
+
 /// An HTTP/1.1 keep-alive upstream that closes connections idle for `idle`,
 /// the way nginx (`keepalive_timeout`) and Node (`keepAliveTimeout`) do.
 async fn upstream_closing_idle_connections(idle: Duration) -> std::net::SocketAddr {

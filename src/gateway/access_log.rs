@@ -46,6 +46,7 @@ impl AccessLine<'_> {
             Some(GatewayError::Route(RouteError::MethodNotAllowed { .. })) => "method_not_allowed",
             Some(GatewayError::Limit(_)) => "limit",
             Some(GatewayError::Connect) => "connect",
+            Some(GatewayError::TransferCoding) => "transfer_coding",
             Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",

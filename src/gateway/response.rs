@@ -38,6 +38,12 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "CONNECT is not supported",
             None,
         ),
+        E::TransferCoding => (
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "only the chunked transfer coding is supported",
+            None,
+        ),
         E::Route(RouteError::NotFound) => (
             StatusCode::NOT_FOUND,
             "not_found",
