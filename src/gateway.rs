@@ -319,7 +319,10 @@ impl Gateway {
                     && matches!(
                         err,
                         GatewayError::Limit(_)
-                            | GatewayError::Upstream(UpstreamError::BodyTooLarge { .. })
+                            | GatewayError::Upstream(
+                                UpstreamError::BodyTooLarge { .. }
+                                    | UpstreamError::ClientBody { .. }
+                            )
                     )
                 {
                     response

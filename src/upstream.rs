@@ -39,6 +39,14 @@ pub enum UpstreamError {
     /// The client's streamed body grew past the limit while being forwarded.
     #[error("request body to upstream {upstream} exceeded {limit} bytes")]
     BodyTooLarge { upstream: String, limit: u64 },
+    /// Reading the client's body failed while it was forwarded (bad chunked
+    /// framing, the client closing mid-body): the client's fault, not the
+    /// upstream's.
+    #[error("request body to upstream {upstream} could not be read: {source}")]
+    ClientBody {
+        upstream: String,
+        source: hyper_util::client::legacy::Error,
+    },
 }
 
 /// Request bodies: the client's, cut off at the configured size while they
@@ -223,6 +231,10 @@ impl Upstream {
                     limit: max_body,
                 })
             }
+            Ok(Err(source)) if caused_by_client_body(&source) => Err(UpstreamError::ClientBody {
+                upstream: self.name.clone(),
+                source,
+            }),
             Ok(Err(source)) => Err(UpstreamError::Failed {
                 upstream: self.name.clone(),
                 source,
@@ -252,6 +264,24 @@ fn caused_by_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(err) = cause {
         if err.is::<LengthLimitError>() {
             return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Whether the request failed because the client's body could not be read:
+/// hyper's client reports a body stream error as a "user" error, whose cause
+/// is the hyper error the client's connection gave while reading it.
+fn caused_by_client_body(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    let mut body_failed = false;
+    while let Some(err) = cause {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            if body_failed {
+                return true;
+            }
+            body_failed = hyper.is_user();
         }
         cause = err.source();
     }

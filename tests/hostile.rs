@@ -110,9 +110,9 @@ async fn authorization_header_shapes_get_their_answer_and_only_valid_bearers_pas
             StatusCode::UNAUTHORIZED,
         ),
         (
-            "non-ASCII",
+            "UTF-8 beyond ASCII: a malformed token",
             vec!["Bearer \u{e9}.a.b".into()],
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
         ),
     ];
     for protocol in BOTH {
@@ -131,6 +131,22 @@ async fn authorization_header_shapes_get_their_answer_and_only_valid_bearers_pas
             if *want == StatusCode::OK {
                 assert!(upstream.last().header("authorization").is_none());
             }
+        }
+        // Octets that are not UTF-8: a Bearer credential cannot be read
+        // (400); another scheme's is simply no token (401 on this route).
+        for (value, want) in [
+            (&b"Bearer \xe9.a.b"[..], StatusCode::BAD_REQUEST),
+            (b"Digest username=\"\xe9\"", StatusCode::UNAUTHORIZED),
+        ] {
+            let request = Request::get("/orders")
+                .header(
+                    "authorization",
+                    http::HeaderValue::from_bytes(value).unwrap(),
+                )
+                .body(Full::default())
+                .unwrap();
+            let reply = client(&gateway, protocol).send(request).await;
+            assert_eq!(reply.status, want, "{value:?} over {protocol:?}");
         }
     }
     let passed = cases.iter().filter(|c| c.2 == StatusCode::OK).count();
@@ -389,6 +405,22 @@ async fn raw_request_targets_cannot_bypass_a_route_rule() {
 }
 
 // ---- 4. framing and limits ----------------------------------------------------
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_fault_400_not_502() {
+    let (_upstream, gateway) = setup().await;
+    for chunks in [
+        "zz\r\nhi\r\n0\r\n\r\n",
+        "FFFFFFFFFFFFFFFFF2\r\nhi\r\n0\r\n\r\n",
+    ] {
+        let raw = format!(
+            "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}"
+        );
+        let wait = Duration::from_secs(2);
+        let (reply, _) = raw_tls_closed(gateway.addr, &gateway.pki, raw.as_bytes(), wait).await;
+        assert_eq!(statuses(&reply).first(), Some(&400), "{chunks:?}");
+    }
+}
 
 #[tokio::test]
 async fn a_transfer_coding_besides_chunked_is_501_and_not_forwarded() {

@@ -48,6 +48,7 @@ impl AccessLine<'_> {
             Some(GatewayError::Connect) => "connect",
             Some(GatewayError::TransferCoding) => "transfer_coding",
             Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
+            Some(GatewayError::Upstream(UpstreamError::ClientBody { .. })) => "bad_body",
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",
         };

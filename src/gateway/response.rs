@@ -123,6 +123,12 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "the request body is too large",
             None,
         ),
+        E::Upstream(UpstreamError::ClientBody { .. }) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body is malformed or incomplete",
+            None,
+        ),
         E::Upstream(UpstreamError::Timeout { .. }) => (
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
