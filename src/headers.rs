@@ -151,6 +151,8 @@ pub enum HostError {
     Missing,
     #[error(":authority and Host disagree")]
     Conflicting,
+    #[error("the host is not a host[:port]")]
+    Invalid,
 }
 
 /// The host the client addressed, for `X-Forwarded-Host`. RFC 9112 §3.2:
@@ -164,16 +166,29 @@ pub fn client_host<B>(request: &http::Request<B>) -> Result<Option<HeaderValue>,
         return Err(HostError::Repeated);
     }
     let authority = request.uri().authority().map(|a| a.as_str());
-    match (request.version(), authority, host) {
+    let addressed = match (request.version(), authority, host) {
         (http::Version::HTTP_2, Some(authority), Some(host))
             if !authority.as_bytes().eq_ignore_ascii_case(host.as_bytes()) =>
         {
-            Err(HostError::Conflicting)
+            return Err(HostError::Conflicting);
         }
-        (_, Some(authority), _) => Ok(HeaderValue::from_str(authority).ok()),
-        (http::Version::HTTP_11, None, None) => Err(HostError::Missing),
-        (_, None, host) => Ok(host.cloned()),
+        (_, Some(authority), _) => HeaderValue::from_str(authority).ok(),
+        (http::Version::HTTP_11, None, None) => return Err(HostError::Missing),
+        (_, None, host) => host.cloned(),
+    };
+    match &addressed {
+        // RFC 9112 §3.2: an empty Host when the target has no authority.
+        Some(host) if host.is_empty() => Ok(None),
+        Some(host) if !is_host(host.as_bytes()) => Err(HostError::Invalid),
+        _ => Ok(addressed),
     }
+}
+
+/// `uri-host [":" port]` as far as its characters go (RFC 3986 §3.2.2: a
+/// name, an IPv4 or a bracketed IPv6 address): RFC 9112 §3.2 wants a 400
+/// for anything else, such as userinfo (`a@b`), a path or a space.
+fn is_host(value: &[u8]) -> bool {
+    (value.iter()).all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
 }
 
 /// HTTP/2 clients may split `Cookie` into one field per cookie; HTTP/1.1
@@ -558,6 +573,22 @@ mod tests {
             host(&request(Version::HTTP_2, "https://a.example/", &["evil"])),
             Err(HostError::Conflicting)
         );
+        assert_eq!(host(&request(Version::HTTP_11, "/", &[""])), Ok(None));
+        for bad in ["x/y", "a b", "evil.example@good.example", "a\\b", "a?b"] {
+            let r = request(Version::HTTP_11, "/", &[bad]);
+            assert_eq!(host(&r), Err(HostError::Invalid), "{bad:?}");
+        }
+        let r = request(Version::HTTP_2, "https://evil.example@good.example/", &[]);
+        assert_eq!(host(&r), Err(HostError::Invalid));
+        for good in [
+            "a.example:8443",
+            "[2001:db8::1]:443",
+            "192.0.2.7",
+            "xn--bcher-kva.example",
+        ] {
+            let r = request(Version::HTTP_11, "/", &[good]);
+            assert_eq!(host(&r), Ok(Some(good.into())), "{good:?}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
         E::Host(_) => (
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "the request host is missing or ambiguous",
+            "the request host is missing, ambiguous or malformed",
             None,
         ),
         E::Connect => (
