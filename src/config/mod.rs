@@ -311,11 +311,19 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         tls_cert: raw.tls_cert,
         tls_key: raw.tls_key,
         workers,
-        handshake_timeout: duration_or(raw.handshake_timeout, "server.handshake_timeout", 10)?,
-        header_read_timeout: duration_or(
+        // Zero would refuse every connection, request or answer: a typo, not
+        // a setting. (A zero shutdown_grace is one: close at once.)
+        handshake_timeout: duration_at_least(
+            raw.handshake_timeout,
+            "server.handshake_timeout",
+            10,
+            100 * MILLISECOND,
+        )?,
+        header_read_timeout: duration_at_least(
             raw.header_read_timeout,
             "server.header_read_timeout",
             10,
+            100 * MILLISECOND,
         )?,
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,

@@ -4,7 +4,7 @@ use http::{Method, Uri};
 use toml::Spanned;
 
 use super::Upstream;
-use super::duration::duration_or;
+use super::duration::{MILLISECOND, duration_at_least};
 use super::error::{Invalid, invalid};
 use super::raw::{RawRoute, RawUpstream};
 use crate::routes::{AuthMode, Route, RouteTable};
@@ -47,8 +47,13 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
         upstreams.push(Upstream {
             name: up.name.into_inner(),
             url,
-            timeout: duration_or(up.timeout, &at("timeout"), 30)?,
-            connect_timeout: duration_or(up.connect_timeout, &at("connect_timeout"), 5)?,
+            timeout: duration_at_least(up.timeout, &at("timeout"), 30, 10 * MILLISECOND)?,
+            connect_timeout: duration_at_least(
+                up.connect_timeout,
+                &at("connect_timeout"),
+                5,
+                10 * MILLISECOND,
+            )?,
         });
     }
     Ok(upstreams)

@@ -310,6 +310,37 @@ fn query_param_must_be_a_plain_name() {
 }
 
 #[test]
+fn timeouts_cannot_be_zero() {
+    let server = |key: &str| {
+        let text = BASE.replace(
+            "tls_key = \"k.pem\"\n",
+            &format!("tls_key = \"k.pem\"\n{key} = \"0s\"\n"),
+        );
+        error(&format!("{text}{ROUTE}"))
+    };
+    assert_eq!(
+        server("handshake_timeout"),
+        "test.toml:6: server.handshake_timeout: must be at least 100ms"
+    );
+    assert_eq!(
+        server("header_read_timeout"),
+        "test.toml:6: server.header_read_timeout: must be at least 100ms"
+    );
+    for key in ["timeout", "connect_timeout"] {
+        let text = format!("{BASE}{key} = \"0ms\"\n{ROUTE}");
+        assert_eq!(
+            error(&text),
+            format!("test.toml:12: upstream[0].{key}: must be at least 10ms")
+        );
+    }
+    let grace = BASE.replace(
+        "tls_key = \"k.pem\"\n",
+        "tls_key = \"k.pem\"\nshutdown_grace = \"0s\"\n",
+    );
+    assert!(parse(&format!("{grace}{ROUTE}")).is_ok());
+}
+
+#[test]
 fn durations_take_units() {
     assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
     assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
