@@ -76,7 +76,8 @@ fn answer(
     metrics: &Metrics,
     readiness: &Readiness,
 ) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    let known = matches!(request.uri().path(), "/metrics" | "/healthz" | "/readyz");
+    if known && request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         response
             .headers_mut()

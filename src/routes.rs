@@ -107,6 +107,10 @@ impl RouteTable {
             }
             allowed.extend(route.methods.iter().flatten().cloned());
         }
+        // The `Allow` answer lists what is served: HEAD goes with GET.
+        if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+            allowed.push(Method::HEAD);
+        }
         Err(RouteError::MethodNotAllowed {
             prefix: prefix.clone(),
             allowed,
@@ -313,7 +317,7 @@ mod tests {
             err,
             RouteError::MethodNotAllowed {
                 prefix: "/admin".to_owned(),
-                allowed: vec![Method::GET, Method::POST]
+                allowed: vec![Method::GET, Method::POST, Method::HEAD]
             }
         );
     }

@@ -202,7 +202,7 @@ async fn method_not_listed_on_a_route_gets_405_and_does_not_fall_through() {
         .unwrap();
     let reply = gateway.client().send(request).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(reply.header("allow"), Some("GET, POST"));
+    assert_eq!(reply.header("allow"), Some("GET, POST, HEAD"));
     assert_eq!(upstream.count(), 0);
 }
 

@@ -232,6 +232,16 @@ async fn health_and_readiness_answer_once_serving() {
     let (status, _, body) = plain_get(admin, "/readyz").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ready\n"));
     assert_eq!(plain_get(admin, "/nope").await.0, StatusCode::NOT_FOUND);
+    // Another method: 405 where the path exists, 404 where it does not.
+    for (path, status) in [("/metrics", "405"), ("/nope", "404")] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+        let request = format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status} ")), "{reply}");
+    }
 }
 
 #[tokio::test]
