@@ -50,10 +50,14 @@ fn walk(
     now: i64,
     out: &mut String,
 ) -> StatusCode {
-    let (path, query) = target
-        .split_once('?')
-        .map_or((target, None), |(p, q)| (p, Some(q)));
     let _ = writeln!(out, "request: {method} {target}");
+    // Parsed as the server's HTTP layer parses it: an absolute-form target
+    // (`https://host/path`) is routed by its path.
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        let _ = writeln!(out, "target: refused: not an HTTP request target");
+        return StatusCode::BAD_REQUEST;
+    };
+    let (path, query) = (uri.path(), uri.query());
     if method == Method::CONNECT {
         let _ = writeln!(
             out,

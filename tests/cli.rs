@@ -716,6 +716,21 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
     );
     assert!(text.contains("decision: forward to the upstream"), "{text}");
 
+    // An absolute-form target is routed by its path, as the server does.
+    let absolute = jwtgate(
+        &[
+            "explain",
+            "--token",
+            &user,
+            "GET",
+            "https://x.example/admin",
+        ],
+        repo,
+    );
+    let text = String::from_utf8_lossy(&absolute.stdout);
+    assert!(text.contains("path: /admin "), "{text}");
+    assert!(text.contains("decision: answer 403 Forbidden"), "{text}");
+
     let tunnel = jwtgate(&["explain", "--token", &user, "CONNECT", "/orders"], repo);
     let text = String::from_utf8_lossy(&tunnel.stdout);
     assert!(
