@@ -13,12 +13,11 @@
 //! Lookups are two hash probes, done only when the file lists anything.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, parse_toml, read_text};
+use crate::config::{ConfigError, parse_toml};
 use crate::jwt::Verified;
 
 /// The revocation list in force.
@@ -73,10 +72,6 @@ struct RawEntry {
 }
 
 impl Revocations {
-    pub fn load(path: &Path) -> Result<Revocations, ConfigError> {
-        Revocations::from_toml_str(&read_text(path)?, &path.display().to_string())
-    }
-
     pub fn from_toml_str(text: &str, file: &str) -> Result<Revocations, ConfigError> {
         let error =
             |span, key: String, message: &str| ConfigError::at(file, text, span, key, message);

@@ -25,7 +25,7 @@ use crate::routes::{AuthMode, RouteTable};
 
 pub use duration::parse_duration;
 pub use error::ConfigError;
-pub(crate) use error::{parse_toml, read_text};
+pub(crate) use error::parse_toml;
 
 use duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use error::{Invalid, invalid};
@@ -159,16 +159,23 @@ impl Config {
             ConfigError::at(file, text, invalid.span, invalid.key, invalid.message)
         };
         let raw: RawConfig = error::parse_toml(text, file)?;
+        let revocation_span = raw.revocation.as_ref().map(|r| r.file.span());
         let mut config = validate(raw, env).map_err(located)?;
         if let Some(path) = &config.revocation_file {
-            config.revocations = Revocations::load(path)?;
+            let text_of_list = error::read_text(path).map_err(|err| {
+                // A list that cannot be read is this config's line at fault.
+                let message = format!("{}: {}", path.display(), err.message);
+                ConfigError::at(file, text, revocation_span, "revocation.file", message)
+            })?;
+            config.revocations =
+                Revocations::from_toml_str(&text_of_list, &path.display().to_string())?;
         }
         Ok(config)
     }
 }
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
-    let revocation_file = raw.revocation.as_ref().map(|r| r.file.clone());
+    let revocation_file = raw.revocation.as_ref().map(|r| r.file.get_ref().clone());
     let files = watched_files(&raw, revocation_file.as_deref());
     let server = validate_server(raw.server)?;
     let admin = raw.admin.map(validate_admin).transpose()?;
@@ -247,7 +254,7 @@ pub fn files_named(path: &Path) -> Vec<PathBuf> {
     };
     match toml::from_str::<RawConfig>(&text) {
         Ok(raw) => {
-            let revocation = raw.revocation.as_ref().map(|r| r.file.clone());
+            let revocation = raw.revocation.as_ref().map(|r| r.file.get_ref().clone());
             watched_files(&raw, revocation.as_deref())
         }
         Err(_) => Vec::new(),

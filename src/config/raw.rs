@@ -32,7 +32,7 @@ pub(super) struct RawReload {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRevocation {
-    pub(super) file: PathBuf,
+    pub(super) file: Spanned<PathBuf>,
 }
 
 #[derive(Deserialize)]

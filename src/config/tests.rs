@@ -149,7 +149,7 @@ fn revocation_file_errors_name_that_file() {
     let text = format!("{BASE}[revocation]\nfile = \"/nonexistent/revoked.toml\"\n{ROUTE}");
     let err = error(&text);
     assert!(
-        err.starts_with("/nonexistent/revoked.toml: cannot read: "),
+        err.starts_with("test.toml:13: revocation.file: /nonexistent/revoked.toml: cannot read: "),
         "{err}"
     );
 }
