@@ -250,7 +250,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
 
 fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<(), String> {
     // Before reading: an edit made while starting counts as a change.
-    let baseline = Baseline::of(path);
+    let mut baseline = Baseline::of(path);
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log);
     let server = config.server.clone();
@@ -264,6 +264,7 @@ fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<()
             ca = %ca.display(),
             "no certificate found: generated a self-signed development certificate; configure a real one for production"
         );
+        baseline = baseline.written(&[&server.tls_cert, &server.tls_key]);
     }
     let tls = load_tls(path, &server)?;
     let runtime = runtime(server.workers)?;

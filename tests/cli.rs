@@ -409,8 +409,12 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     }
     let _ = key_mode;
 
+    // The watcher (every second) must not take the certificate the gateway
+    // generated for itself for an edit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, log) = served.stop().await;
     assert!(status.success(), "{status:?}");
+    assert!(!log.contains("config reloaded"), "{log}");
 
     // One JSON access line per request, with the request id the upstream
     // got, and never the token.
