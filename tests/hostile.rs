@@ -599,6 +599,20 @@ async fn limited() -> (Upstream, TestGateway) {
 }
 
 #[tokio::test]
+async fn max_headers_counts_the_clients_fields_only() {
+    // The gateway's own X-Request-Id is not the client's: exactly
+    // max_headers (20) fields pass, one more is 431.
+    let (_upstream, gateway) = limited().await;
+    for (fields, want) in [(20, 200), (21, 431)] {
+        let extra: String = (1..fields).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let raw = format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n");
+        let wait = Duration::from_secs(1);
+        let (reply, _) = raw_tls_closed(gateway.addr, &gateway.pki, raw.as_bytes(), wait).await;
+        assert_eq!(statuses(&reply).first(), Some(&want), "{fields} fields");
+    }
+}
+
+#[tokio::test]
 async fn over_limit_heads_get_431_or_414_on_http1_and_http2() {
     let (upstream, gateway) = limited().await;
     for protocol in BOTH {
