@@ -1,25 +1,25 @@
 //! The accept loop: TLS in the connection's own task under a timeout,
 //! HTTP/1.1 or HTTP/2 by ALPN, a cap on open connections, graceful drain.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config;
 use crate::reload::Live;
+
+mod idle;
+
+use idle::{Activity, Tracked};
 
 /// Connection-level limits, from `[server]`.
 #[derive(Clone, Debug)]
@@ -136,9 +136,18 @@ pub async fn serve(
                 }
             };
             let serving = live.clone();
+            let activity = Activity::new();
+            let requests = activity.clone();
             let service = service_fn(move |request| {
                 let gateway = serving.gateway();
-                async move { gateway.handle(request, client).await }
+                let in_flight = requests.begin();
+                async move {
+                    let response = gateway.handle(request, client).await?;
+                    Ok::<_, Infallible>(response.map(|body| Tracked {
+                        body,
+                        _in_flight: in_flight,
+                    }))
+                }
             });
             let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let http = if http2 {
@@ -146,29 +155,18 @@ pub async fn serve(
             } else {
                 http.http1_only()
             };
-            // hyper's header timeout starts with a request's first byte: a
-            // client that never sends one would hold its connection slot.
-            let heard = Arc::new(AtomicBool::new(false));
-            let silence = async {
-                tokio::time::sleep(header_read_timeout).await;
-                if heard.load(Ordering::Relaxed) {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let stream = Heard {
-                stream: tls,
-                heard: heard.clone(),
-            };
             // With upgrades: a WebSocket handshake the gateway authenticated
             // takes the connection over (HTTP/1.1 only).
-            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
             tokio::pin!(connection);
             let ended = match tokio::select! {
                 ended = connection.as_mut() => Some(ended),
                 // Also when the sender is gone: the server has stopped.
                 _ = drain.changed() => None,
-                () = silence => {
-                    tracing::debug!(%client, "nothing sent within header_read_timeout; closing");
+                () = activity.idle_for(header_read_timeout) => {
+                    tracing::debug!(%client, "no request within header_read_timeout; closing");
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(header_read_timeout, connection.as_mut()).await;
                     return;
                 }
             } {
@@ -205,57 +203,6 @@ pub async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "grace period over; closing remaining connections");
         }
-    }
-}
-
-/// A client stream that notes whether the client has sent anything yet.
-struct Heard<S> {
-    stream: S,
-    heard: Arc<AtomicBool>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.heard.store(true, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

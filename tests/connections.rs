@@ -75,26 +75,36 @@ async fn five_hundred_byte_at_a_time_clients_are_cut_off_and_a_normal_client_is_
 }
 
 #[tokio::test]
-async fn a_connection_that_never_sends_a_byte_is_closed_at_the_header_timeout() {
+async fn connections_without_a_request_are_closed_at_the_header_timeout() {
     let upstream = Upstream::start().await;
     let config = CONFIG.replace(
         "header_read_timeout = \"2s\"",
         "header_read_timeout = \"1s\"",
     );
     let gateway = TestGateway::start(&config, upstream.addr).await;
-    for alpn in [&b"http/1.1"[..], b"h2"] {
-        let mut silent = tls_connect(gateway.addr, &gateway.pki, alpn).await;
+    // Silent after the handshake, or one byte of the HTTP/2 preface (its
+    // handshake has no timeout of its own).
+    for (alpn, sent) in [(&b"http/1.1"[..], &b""[..]), (b"h2", b""), (b"h2", b"P")] {
+        let mut client = tls_connect(gateway.addr, &gateway.pki, alpn).await;
+        client.write_all(sent).await.unwrap();
         let started = Instant::now();
         let mut answer = Vec::new();
         let closed =
-            tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut answer)).await;
-        assert!(closed.is_ok(), "still open after 5 s ({alpn:?})");
+            tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer)).await;
+        assert!(closed.is_ok(), "still open after 5 s ({alpn:?}, {sent:?})");
         let lasted = started.elapsed();
         assert!(
             lasted >= Duration::from_millis(900) && lasted < Duration::from_secs(3),
             "{lasted:?}"
         );
     }
+
+    // An HTTP/2 connection idle after a request is closed (GOAWAY) too,
+    // one header timeout after its last response.
+    let (_send, connection, _) = h2_client(&gateway).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(ended.is_ok(), "an idle HTTP/2 connection stayed open");
+
     // A client that speaks at once is served as before.
     let reply = gateway.client().get("/public/x", None).await;
     assert_eq!(reply.status, StatusCode::OK);
