@@ -208,6 +208,7 @@ impl Gateway {
         self.readiness
             .register("key_sources", self.keys.ready_flag());
         if !self.keys.caches() {
+            self.metrics.stop_reporting_verified_cache();
             return;
         }
         let cache_source = Arc::downgrade(&self.keys);

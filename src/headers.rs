@@ -184,11 +184,49 @@ pub fn client_host<B>(request: &http::Request<B>) -> Result<Option<HeaderValue>,
     }
 }
 
-/// `uri-host [":" port]` as far as its characters go (RFC 3986 §3.2.2: a
-/// name, an IPv4 or a bracketed IPv6 address): RFC 9112 §3.2 wants a 400
-/// for anything else, such as userinfo (`a@b`), a path or a space.
+/// `uri-host [":" port]` (RFC 3986 §3.2.2–3): a bracketed IPv6 address
+/// (with an optional `%25` zone), or a name or IPv4 address of letters,
+/// digits, `-`, `.` and `_`; then optionally `:` and digits. RFC 9112 §3.2
+/// wants a 400 for anything else — userinfo (`a@b`), a path, a space, a
+/// list (`a,b`) — which upstreams would read each their own way.
 fn is_host(value: &[u8]) -> bool {
-    (value.iter()).all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+    let (host_ok, port) = match value.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => (is_ipv6_literal(&rest[..end]), &rest[end + 1..]),
+            None => return false,
+        },
+        None => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            let name = &value[..end];
+            let ok = |b: &u8| b.is_ascii_alphanumeric() || b"-._".contains(b);
+            (!name.is_empty() && name.iter().all(ok), &value[end..])
+        }
+    };
+    host_ok
+        && match port.split_first() {
+            None => true,
+            Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
+}
+
+/// The inside of `[…]`: hex digits, `:` and `.` (an embedded IPv4), then
+/// optionally a zone, `%25` and unreserved characters (RFC 6874).
+fn is_ipv6_literal(text: &[u8]) -> bool {
+    let (address, zone) = match text.windows(3).position(|w| w == b"%25") {
+        Some(at) => (&text[..at], Some(&text[at + 3..])),
+        None => (text, None),
+    };
+    address.contains(&b':')
+        && address
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        && zone.is_none_or(|zone| {
+            !zone.is_empty()
+                && zone
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        })
 }
 
 /// HTTP/2 clients may split `Cookie` into one field per cookie; HTTP/1.1
@@ -574,7 +612,24 @@ mod tests {
             Err(HostError::Conflicting)
         );
         assert_eq!(host(&request(Version::HTTP_11, "/", &[""])), Ok(None));
-        for bad in ["x/y", "a b", "evil.example@good.example", "a\\b", "a?b"] {
+        for bad in [
+            "x/y",
+            "a b",
+            "evil.example@good.example",
+            "a\\b",
+            "a?b",
+            "a,b",
+            "a:b:c",
+            "]x[",
+            "a'b",
+            "x;y=z",
+            "a%41",
+            "a:99999x",
+            "[::1",
+            "[zz::1]",
+            "[fe80::1%25]",
+            "bücher.example",
+        ] {
             let r = request(Version::HTTP_11, "/", &[bad]);
             assert_eq!(host(&r), Err(HostError::Invalid), "{bad:?}");
         }
@@ -585,6 +640,9 @@ mod tests {
             "[2001:db8::1]:443",
             "192.0.2.7",
             "xn--bcher-kva.example",
+            "[::ffff:192.0.2.7]",
+            "[fe80::1%25eth0]:80",
+            "under_score.local:",
         ] {
             let r = request(Version::HTTP_11, "/", &[good]);
             assert_eq!(host(&r), Ok(Some(good.into())), "{good:?}");

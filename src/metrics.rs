@@ -527,10 +527,27 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = reader.replace(Box::new(stats)) {
-            let old = old();
-            self.retired_cache[0].fetch_add(old.hits, Ordering::Relaxed);
-            self.retired_cache[1].fetch_add(old.misses, Ordering::Relaxed);
+            self.retire_cache(&*old);
         }
+    }
+
+    /// Stops reporting the verified-token cache (a reload to a config that
+    /// cannot use one): its series go, and its lookups stay counted for a
+    /// cache reported later, so the counters never go back.
+    pub fn stop_reporting_verified_cache(&self) {
+        let mut reader = self
+            .verified_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = reader.take() {
+            self.retire_cache(&*old);
+        }
+    }
+
+    fn retire_cache(&self, stats: &dyn Fn() -> crate::cache::CacheStats) {
+        let old = stats();
+        self.retired_cache[0].fetch_add(old.hits, Ordering::Relaxed);
+        self.retired_cache[1].fetch_add(old.misses, Ordering::Relaxed);
     }
 }
 

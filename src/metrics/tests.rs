@@ -231,3 +231,33 @@ fn readiness_waits_for_every_check() {
     serving.set(false);
     assert_eq!(r.pending(), ["serving"]);
 }
+
+#[test]
+fn verified_cache_counters_never_go_back_across_reloads() {
+    use crate::cache::CacheStats;
+    let m = metrics();
+    let lookups = |m: &Metrics| {
+        let text = m.render();
+        let hit = text
+            .lines()
+            .find_map(|l| l.strip_prefix("jwtgate_verified_cache_lookups_total{result=\"hit\"} "));
+        hit.map(|n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!(lookups(&m), None, "no cache reported yet");
+    m.report_verified_cache(|| CacheStats {
+        hits: 5,
+        misses: 1,
+        entries: 1,
+    });
+    assert_eq!(lookups(&m), Some(5));
+    // A reload to a config that cannot cache: the series go.
+    m.stop_reporting_verified_cache();
+    assert_eq!(lookups(&m), None);
+    // A later cache counts on from what the first one counted.
+    m.report_verified_cache(|| CacheStats {
+        hits: 2,
+        misses: 0,
+        entries: 1,
+    });
+    assert_eq!(lookups(&m), Some(7));
+}
