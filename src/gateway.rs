@@ -383,7 +383,7 @@ impl Gateway {
         if request.method() == http::Method::CONNECT {
             return Err(GatewayError::Connect);
         }
-        if headers::other_transfer_coding(request.headers()) {
+        if headers::names_other_transfer_coding(request.headers()) {
             return Err(GatewayError::TransferCoding);
         }
         self.limits.check(&request)?;

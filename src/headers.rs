@@ -86,13 +86,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Content-Length beside it MUST go before forwarding; kept, it would
     // frame the re-sent body wrongly (hyper drops it from requests itself,
     // not from an upstream's response).
-    if present & (1 << (HOP_BY_HOP.len() - 1)) != 0 {
+    if present & (1 << TRANSFER_ENCODING_AT) != 0 {
         headers.remove(header::CONTENT_LENGTH);
     }
 }
 
+/// Where `Transfer-Encoding` is in [`HOP_BY_HOP`] (a test holds it there).
+const TRANSFER_ENCODING_AT: usize = 7;
+
 /// Whether `Transfer-Encoding` names a coding besides `chunked`.
-pub fn other_transfer_coding(headers: &HeaderMap) -> bool {
+pub fn names_other_transfer_coding(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -130,15 +133,20 @@ pub fn requested_upgrade<B>(request: &http::Request<B>) -> Option<HeaderValue> {
     }
 }
 
-/// Whether an `Upgrade` value lists HTTP (`h2c`, `HTTP/…`) among its
-/// protocols; a value that is not text lists nothing else usable either.
+/// Whether an `Upgrade` value lists HTTP (`HTTP/…`, `h2c`, `h2`, drafts
+/// such as `h2c-14`) among its protocols; a value that is not text lists
+/// nothing else usable either.
 fn names_http(protocols: &HeaderValue) -> bool {
     let Ok(protocols) = protocols.to_str() else {
         return true;
     };
     protocols.split(',').any(|protocol| {
         let name = protocol.trim().split('/').next().unwrap_or_default();
-        name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("http")
+        let prefix = |p: &str| {
+            name.get(..p.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(p))
+        };
+        name.eq_ignore_ascii_case("http") || prefix("h2")
     })
 }
 
@@ -647,6 +655,11 @@ mod tests {
             let r = request(Version::HTTP_11, "/", &[good]);
             assert_eq!(host(&r), Ok(Some(good.into())), "{good:?}");
         }
+    }
+
+    #[test]
+    fn transfer_encoding_is_where_remove_hop_by_hop_looks_for_it() {
+        assert_eq!(HOP_BY_HOP[TRANSFER_ENCODING_AT], header::TRANSFER_ENCODING);
     }
 
     #[test]

@@ -153,15 +153,27 @@ async fn metrics_count_exactly_the_requests_sent_with_their_reasons() {
 #[tokio::test]
 async fn requests_hyper_answers_unparsed_are_counted_too() {
     let upstream = Upstream::start().await;
-    let gateway = TestGateway::start(&with_admin(CONFIG), upstream.addr).await;
+    // A head limit above hyper's own 64 KiB cap on the target, so that a
+    // longer target gets hyper's 414.
+    let config = with_admin(CONFIG).replace("[server]\n", "[server]\nmax_header_bytes = 131072\n");
+    let gateway = TestGateway::start(&config, upstream.addr).await;
     let admin = gateway.admin.unwrap();
     let oversized = format!(
         "GET / HTTP/1.1\r\nhost: localhost\r\nx-big: {}\r\n\r\n",
-        "a".repeat(40_000)
+        "a".repeat(200_000)
+    );
+    let long_target = format!(
+        "GET /{} HTTP/1.1\r\nhost: localhost\r\n\r\n",
+        "a".repeat(70_000)
     );
     let two_lengths = "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1\r\n\
                        content-length: 2\r\n\r\nab";
-    for (request, status) in [(oversized.as_str(), "431"), (two_lengths, "400")] {
+    let cases = [
+        (oversized.as_str(), "431"),
+        (long_target.as_str(), "414"),
+        (two_lengths, "400"),
+    ];
+    for (request, status) in cases {
         let wait = Duration::from_secs(5);
         let reply = raw_tls(gateway.addr, &gateway.pki, request.as_bytes(), wait).await;
         let reply = String::from_utf8_lossy(&reply);
@@ -176,13 +188,14 @@ async fn requests_hyper_answers_unparsed_are_counted_too() {
     let mut text = String::new();
     for _ in 0..50 {
         text = plain_get(admin, "/metrics").await.2;
-        if counted(&text, 431).is_some() && counted(&text, 400).is_some() {
+        if [431, 414, 400].iter().all(|&s| counted(&text, s).is_some()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(counted(&text, 431), Some(1), "{text}");
-    assert_eq!(counted(&text, 400), Some(1), "{text}");
+    for status in [431, 414, 400] {
+        assert_eq!(counted(&text, status), Some(1), "{status}: {text}");
+    }
     assert_eq!(upstream.count(), 0);
 }
 

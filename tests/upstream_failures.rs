@@ -198,6 +198,18 @@ async fn a_content_length_beside_chunked_coding_is_not_forwarded() {
     }
 }
 
+#[tokio::test]
+async fn a_response_coded_besides_chunked_is_502() {
+    // hyper undoes only `chunked`: the client would get gzip bytes with no
+    // coding named.
+    let response =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let addr = raw_upstream(response, true).await;
+    let gateway = TestGateway::start(CONFIG, addr).await;
+    let reply = gateway.client().get("/", Some(&token("user"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+}
+
 /// An HTTP/1.1 keep-alive upstream that closes connections idle for `idle`,
 /// the way nginx (`keepalive_timeout`) and Node (`keepAliveTimeout`) do.
 async fn upstream_closing_idle_connections(idle: Duration) -> std::net::SocketAddr {

@@ -86,7 +86,7 @@ pub(super) fn log_unparsed(client: SocketAddr, status: StatusCode, error: &dyn f
         status = status.as_u16(),
         user = "-",
         auth = "none",
-        reason = if status == StatusCode::BAD_REQUEST { "bad_framing" } else { "limit" },
+        reason = if status == StatusCode::BAD_REQUEST { "unparsed" } else { "limit" },
         error = %error,
         jwt_us = "-",
         upstream_ms = "-",

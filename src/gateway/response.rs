@@ -138,7 +138,8 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
         E::Upstream(
             UpstreamError::Connect { .. }
             | UpstreamError::Failed { .. }
-            | UpstreamError::BadTarget { .. },
+            | UpstreamError::BadTarget { .. }
+            | UpstreamError::TransferCoding { .. },
         ) => (
             StatusCode::BAD_GATEWAY,
             "bad_gateway",
