@@ -136,7 +136,7 @@ pub async fn serve(
                 }
             };
             let serving = live.clone();
-            let activity = Activity::new();
+            let activity = Arc::new(Activity::default());
             let requests = activity.clone();
             let service = service_fn(move |request| {
                 let gateway = serving.gateway();

@@ -10,25 +10,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::Instant;
 
-/// The requests in flight on one connection, and since when it has had none.
+/// The requests in flight on one connection, and how many have ended.
+#[derive(Default)]
 pub(super) struct Activity {
-    opened: Instant,
     in_flight: AtomicUsize,
-    /// When the connection last went idle, in milliseconds since `opened`.
-    idle_since_ms: AtomicU64,
+    ended: AtomicU64,
 }
 
 impl Activity {
-    pub(super) fn new() -> Arc<Activity> {
-        Arc::new(Activity {
-            opened: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-        })
-    }
-
     /// Counts a request in flight until the guard drops: with its response
     /// body, once that is sent (or abandoned).
     pub(super) fn begin(self: &Arc<Activity>) -> InFlight {
@@ -36,21 +26,19 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has carried no request for `limit`.
+    /// Resolves once the connection has carried no request for a whole
+    /// `limit`: checked every `limit`, so an idle connection goes between
+    /// one and two `limit`s after its last response, one that never had a
+    /// request after one. No clock is read per request.
     pub(super) async fn idle_for(&self, limit: Duration) {
+        let mut seen = 0;
         loop {
-            let wait = match self.in_flight.load(Ordering::Acquire) {
-                0 => {
-                    let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
-                    let deadline = self.opened + since + limit;
-                    match deadline.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => left,
-                        _ => return,
-                    }
-                }
-                _ => limit,
-            };
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(limit).await;
+            let ended = self.ended.load(Ordering::Acquire);
+            if self.in_flight.load(Ordering::Acquire) == 0 && ended == seen {
+                return;
+            }
+            seen = ended;
         }
     }
 }
@@ -60,10 +48,8 @@ pub(super) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
-        let now = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        activity.idle_since_ms.store(now, Ordering::Release);
-        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.fetch_add(1, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
