@@ -1,5 +1,6 @@
 //! The accept loop: TLS in the connection's own task under a timeout,
-//! HTTP/1.1 or HTTP/2 by ALPN, a cap on open connections, graceful drain.
+//! HTTP/1.1 or HTTP/2 (ALPN offers both), a cap on open connections,
+//! closing connections left unused (`idle`), graceful drain.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -143,19 +144,12 @@ pub async fn serve(
                 let in_flight = requests.begin();
                 async move {
                     let response = gateway.handle(request, client).await?;
-                    Ok::<_, Infallible>(response.map(|body| Tracked {
-                        body,
-                        _in_flight: in_flight,
-                    }))
+                    Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
                 }
             });
-            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let http = if http2 {
-                http.http2_only()
-            } else {
-                http.http1_only()
-            };
-            // With upgrades: a WebSocket handshake the gateway authenticated
+            // HTTP/1.1 or HTTP/2 is told from the first bytes (hyper-util
+            // ignores `http1_only`/`http2_only` with upgrades). With
+            // upgrades: a WebSocket handshake the gateway authenticated
             // takes the connection over (HTTP/1.1 only).
             let connection = http.serve_connection_with_upgrades(TokioIo::new(tls), service);
             tokio::pin!(connection);
@@ -163,10 +157,15 @@ pub async fn serve(
                 ended = connection.as_mut() => Some(ended),
                 // Also when the sender is gone: the server has stopped.
                 _ = drain.changed() => None,
-                () = activity.idle_for(header_read_timeout) => {
-                    tracing::debug!(%client, "no request within header_read_timeout; closing");
+                unused = activity.unused_for(header_read_timeout) => {
+                    tracing::debug!(%client, ?unused, "connection unused for header_read_timeout; closing");
+                    // Requests it accepted meanwhile may finish, as long as
+                    // the connection is in use.
                     connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(header_read_timeout, connection.as_mut()).await;
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = activity.unused_for(header_read_timeout) => {}
+                    }
                     return;
                 }
             } {

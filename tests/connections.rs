@@ -100,12 +100,48 @@ async fn connections_without_a_request_are_closed_at_the_header_timeout() {
     }
 
     // An HTTP/2 connection idle after a request is closed (GOAWAY) too,
-    // one header timeout after its last response.
+    // one to two header timeouts after its last response.
     let (_send, connection, _) = h2_client(&gateway).await;
     let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
     assert!(ended.is_ok(), "an idle HTTP/2 connection stayed open");
 
     // A client that speaks at once is served as before.
+    let reply = gateway.client().get("/public/x", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_response_is_cut_off() {
+    // HTTP/2 with a flow-control window of 0 that is never opened: the
+    // gateway's 401 body can never be sent.
+    let upstream = Upstream::start().await;
+    let config = CONFIG.replace(
+        "header_read_timeout = \"2s\"",
+        "header_read_timeout = \"1s\"",
+    );
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    let tls = tls_connect(gateway.addr, &gateway.pki, b"h2").await;
+    let (mut send, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get(format!("https://localhost:{}/orders", gateway.addr.port()))
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let started = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(8), connection).await;
+    assert!(ended.is_ok(), "a stalled reader kept its connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Everyone else is served.
     let reply = gateway.client().get("/public/x", None).await;
     assert_eq!(reply.status, StatusCode::OK);
 }
