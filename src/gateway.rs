@@ -87,6 +87,8 @@ struct Trace {
     verification: Option<Verification>,
     /// Time from sending to the upstream until its response head arrived.
     upstream: Option<Duration>,
+    /// The verified user of a request the upstream then failed.
+    user: Option<String>,
 }
 
 /// Why a request was not forwarded, or not answered by the upstream.
@@ -332,7 +334,7 @@ impl Gateway {
                 }
                 let user = match &err {
                     GatewayError::Auth(auth) => auth.user().map(str::to_owned),
-                    _ => None,
+                    _ => trace.user.take(),
                 };
                 failure = Some(err);
                 (response, user)
@@ -429,7 +431,14 @@ impl Gateway {
             .await;
         trace.upstream = Some(sent.elapsed());
         self.series.observe_upstream(route.upstream, sent.elapsed());
-        let mut response = response?;
+        let mut response = match response {
+            Ok(response) => response,
+            Err(err) => {
+                // The request was authenticated: its log line names the user.
+                trace.user = verified.and_then(|v| v.user);
+                return Err(err.into());
+            }
+        };
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let upstream_protocol = response.headers().get(header::UPGRADE).cloned();
         headers::remove_hop_by_hop(response.headers_mut());

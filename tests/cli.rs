@@ -677,6 +677,27 @@ async fn readyz_says_not_ready_while_connections_drain() {
     assert!(status.success(), "{status:?}: {log}");
 }
 
+#[tokio::test]
+async fn the_access_line_of_a_verified_request_the_upstream_failed_names_its_user() {
+    let dir = scratch("serve-502");
+    // Nothing listens on the discard port: the upstream refuses.
+    let (port, _) = Served::write_config(&dir, "127.0.0.1:9".parse().unwrap(), |c| c);
+    let served = Served::start(&dir, port).await;
+    let reply = served.client.get("/orders", Some(&user_42_token())).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let (status, log) = served.stop().await;
+    assert!(status.success(), "{status:?}");
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert_eq!(access[0]["status"], 502);
+    assert_eq!(access[0]["auth"], "verified");
+    assert_eq!(access[0]["user"], "42");
+}
+
 #[test]
 fn explain_shows_route_token_verdict_and_decision_without_traffic() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
