@@ -328,7 +328,7 @@ fn load_tls(
     server: &config::Server,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     tls::load_server_config(&server.tls_cert, &server.tls_key)
-        .map_err(|e| format!("{}: {}: {e}", path.display(), e.config_key()))
+        .map_err(|e| config::tls_error(path, &e))
 }
 
 /// SIGHUP's default action ends the process, and the reloader only listens

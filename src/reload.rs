@@ -17,7 +17,7 @@ use rustls::ServerConfig;
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::{Gateway, unix_now};
-use crate::tls::{self, TlsError};
+use crate::tls;
 
 /// The gateway and TLS config in force.
 pub struct Live {
@@ -49,8 +49,9 @@ impl Live {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{config}: {}: {source}", source.config_key())]
-    Tls { config: String, source: TlsError },
+    /// `file:line: key: error` (see [`crate::config::tls_error`]).
+    #[error("{0}")]
+    Tls(String),
     #[error(
         "{config}: jwt.jwks: {} did not load within {}s (see the JWKS warning above)",
         urls.join(", "),
@@ -143,10 +144,7 @@ impl Reloader {
         let config = Config::load(&self.path)?;
         let file = self.path.display().to_string();
         let tls = tls::load_server_config(&config.server.tls_cert, &config.server.tls_key)
-            .map_err(|source| ReloadError::Tls {
-                config: file.clone(),
-                source,
-            })?;
+            .map_err(|err| ReloadError::Tls(crate::config::tls_error(&self.path, &err)))?;
         let needs_restart = self.started.differences(&FixedSettings::of(&config));
         let routes = config.routes.routes().len();
         let revocations = config.revocations.len();

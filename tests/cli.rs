@@ -114,7 +114,7 @@ fn startup_failures_are_one_line_never_a_panic() {
                     .replace("certs/server.crt", "bad.crt")
                     .replace("certs/server.key", "bad.key"),
             ),
-            "bad.crt holds no certificate",
+            "jwtgate.toml:7: server.tls_cert: bad.crt holds no certificate",
         ),
         (
             "key of another certificate",
@@ -123,7 +123,7 @@ fn startup_failures_are_one_line_never_a_panic() {
                     .replace("certs/server.crt", "a.crt")
                     .replace("certs/server.key", "b.key"),
             ),
-            "jwtgate.toml: server.tls_cert, server.tls_key: the private key does not belong to the certificate",
+            "jwtgate.toml:7: server.tls_cert, server.tls_key: the private key does not belong to the certificate",
         ),
         ("not TOML", Some("[server\n".to_owned()), "jwtgate.toml:1"),
     ];

@@ -410,7 +410,7 @@ async fn a_certificate_that_does_not_match_its_key_is_refused() {
     let err = site.reloader.reload().await.unwrap_err().to_string();
     assert!(
         err.contains(
-            "jwtgate.toml: server.tls_cert, server.tls_key: the private key does not belong to the certificate"
+            "jwtgate.toml:4: server.tls_cert, server.tls_key: the private key does not belong to the certificate"
         ),
         "{err}"
     );

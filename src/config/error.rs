@@ -153,3 +153,32 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+/// A certificate or key that `[server]` names and that failed to load, as
+/// `file:line: key: error`: the line is found again in the config text
+/// (`None` if that cannot be read any more; then `file: key: error`).
+pub fn tls_error(config_path: &Path, err: &crate::tls::TlsError) -> String {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        server: Server,
+    }
+    #[derive(serde::Deserialize)]
+    struct Server {
+        tls_cert: Option<toml::Spanned<String>>,
+        tls_key: Option<toml::Spanned<String>>,
+    }
+    let key = err.config_key();
+    let line = std::fs::read_to_string(config_path).ok().and_then(|text| {
+        let server = toml::from_str::<Doc>(&text).ok()?.server;
+        let value = match key {
+            "server.tls_key" => server.tls_key,
+            _ => server.tls_cert,
+        }?;
+        Some(line_of(&text, value.span().start))
+    });
+    let file = config_path.display();
+    match line {
+        Some(line) => format!("{file}:{line}: {key}: {err}"),
+        None => format!("{file}: {key}: {err}"),
+    }
+}

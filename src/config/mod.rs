@@ -24,8 +24,8 @@ use crate::revocation::Revocations;
 use crate::routes::{AuthMode, RouteTable};
 
 pub use duration::parse_duration;
-pub use error::ConfigError;
 pub(crate) use error::parse_toml;
+pub use error::{ConfigError, tls_error};
 
 use duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use error::{Invalid, invalid};
