@@ -372,6 +372,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The JSON access-log lines of a served gateway's log.
+fn access_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "access")
+        .collect()
+}
+
 fn user_42_token() -> String {
     support::mint_with(
         support::SECRET,
@@ -419,11 +427,7 @@ async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
     // One JSON access line per request, with the request id the upstream
     // got, and never the token.
     assert!(!log.contains(&token), "the token was logged");
-    let access: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["target"] == "access")
-        .collect();
+    let access = access_lines(&log);
     assert_eq!(access.len(), 2, "{log}");
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["user"], "42");
@@ -687,11 +691,7 @@ async fn the_access_line_of_a_verified_request_the_upstream_failed_names_its_use
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     let (status, log) = served.stop().await;
     assert!(status.success(), "{status:?}");
-    let access: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["target"] == "access")
-        .collect();
+    let access = access_lines(&log);
     assert_eq!(access.len(), 1, "{log}");
     assert_eq!(access[0]["status"], 502);
     assert_eq!(access[0]["auth"], "verified");
