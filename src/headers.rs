@@ -142,11 +142,8 @@ fn names_http(protocols: &HeaderValue) -> bool {
     };
     protocols.split(',').any(|protocol| {
         let name = protocol.trim().split('/').next().unwrap_or_default();
-        let prefix = |p: &str| {
-            name.get(..p.len())
-                .is_some_and(|n| n.eq_ignore_ascii_case(p))
-        };
-        name.eq_ignore_ascii_case("http") || prefix("h2")
+        name.eq_ignore_ascii_case("http")
+            || name.get(..2).is_some_and(|n| n.eq_ignore_ascii_case("h2"))
     })
 }
 

@@ -544,7 +544,7 @@ impl Metrics {
         }
     }
 
-    fn retire_cache(&self, stats: &dyn Fn() -> crate::cache::CacheStats) {
+    fn retire_cache(&self, stats: &CacheReader) {
         let old = stats();
         self.retired_cache[0].fetch_add(old.hits, Ordering::Relaxed);
         self.retired_cache[1].fetch_add(old.misses, Ordering::Relaxed);
