@@ -142,6 +142,7 @@ mod tests {
             exp: Some(100),
             iat: None,
             jti: None,
+            claims: Default::default(),
         }
     }
 

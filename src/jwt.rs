@@ -11,17 +11,20 @@
 //! Nothing here does I/O or reads the clock: `now` is passed in.
 
 use std::fmt;
-use std::mem::MaybeUninit;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::keys::{Key, KeySet};
 
-mod base64url;
 mod claims;
 mod header;
-mod json;
+pub mod object;
 
+pub use claims::ClaimSet;
 use claims::{check_claims, parse_claims};
 use header::with_header;
+pub use header::{MAX_HEADER_LEN, MAX_HEADER_MEMBERS};
 
 /// Longest token accepted, in bytes. Bounds the work an attacker can ask for;
 /// real access tokens are well under 2 KiB.
@@ -156,6 +159,8 @@ pub struct Verified {
     pub iat: Option<i64>,
     /// `jti` (RFC 7519 §4.1.7), for revoking one token.
     pub jti: Option<String>,
+    /// Every claim, for rules and headers that read others.
+    pub claims: ClaimSet,
 }
 
 /// The roles a token carries, held as the `X-Role` value the upstream
@@ -347,35 +352,22 @@ pub fn verify_reporting_alg(
 
     let (alg, key) = with_header(header_b64, |alg, kid| {
         *alg_seen = Some(alg);
-        // Fixed-length signatures (HMAC, ECDSA, EdDSA) decode into a small
-        // buffer; only RSA needs room for a modulus of up to 8192 bits.
-        let mut small = [MaybeUninit::uninit(); 96];
-        let mut large;
-        let buf: &mut [MaybeUninit<u8>] = match alg.signature_len() {
-            Some(_) => &mut small,
-            None => {
-                large = [MaybeUninit::uninit(); MAX_SIGNATURE_LEN];
-                &mut large
-            }
-        };
-        let signature = decode_into(signature_b64, buf, Segment::Signature)?;
+        let signature = decode(signature_b64, Segment::Signature)?;
         if alg
             .signature_len()
             .is_some_and(|len| len != signature.len())
         {
             return Err(JwtError::BadSignature);
         }
-        Ok((alg, select_key(keys, kid, alg, signing_input, signature)?))
+        Ok((alg, select_key(keys, kid, alg, signing_input, &signature)?))
     })?;
 
-    let (mut payload_buf, mut payload_heap) = ([MaybeUninit::uninit(); 1024], Vec::new());
-    let payload = decode_segment(
-        payload_b64,
-        &mut payload_buf,
-        &mut payload_heap,
-        Segment::Payload,
-    )?;
-    let claims = parse_claims(payload, validation)?;
+    let payload =
+        String::from_utf8(decode(payload_b64, Segment::Payload)?).map_err(|_| JwtError::Json {
+            segment: Segment::Payload,
+            reason: "not UTF-8".to_owned(),
+        })?;
+    let claims = parse_claims(payload.as_bytes(), validation)?;
     check_claims(&claims, validation, now)?;
     // A key bound to an issuer vouches only for that issuer's tokens: a
     // token signed by IdP B must not claim to come from IdP A.
@@ -388,13 +380,22 @@ pub fn verify_reporting_alg(
         });
     }
 
+    let index = ClaimSet::index(&payload, &claims.members);
+    let (user, roles, exp, iat, jti) = (
+        claims.user,
+        claims.roles,
+        claims.exp,
+        claims.iat,
+        claims.jti,
+    );
     Ok(Verified {
         alg,
-        user: claims.user,
-        roles: claims.roles,
-        exp: claims.exp,
-        iat: claims.iat,
-        jti: claims.jti,
+        user,
+        roles,
+        exp,
+        iat,
+        jti,
+        claims: ClaimSet::new(payload, index),
     })
 }
 
@@ -479,36 +480,13 @@ pub(super) fn select_key<'k>(
     }
 }
 
-/// Decodes into `buf` when it fits, else into `heap`: typical headers and
-/// claim sets fit on the stack, so the common path does not allocate.
-pub(super) fn decode_segment<'b>(
-    segment: &str,
-    buf: &'b mut [MaybeUninit<u8>],
-    heap: &'b mut Vec<u8>,
-    which: Segment,
-) -> Result<&'b [u8], JwtError> {
-    let len = base64url::decoded_len(segment.as_bytes());
-    let out = match len <= buf.len() {
-        true => buf,
-        false => {
-            heap.reserve_exact(len);
-            heap.spare_capacity_mut()
-        }
-    };
-    decode_into(segment, out, which)
-}
-
-pub(super) fn decode_into<'b>(
-    segment: &str,
-    buf: &'b mut [MaybeUninit<u8>],
-    which: Segment,
-) -> Result<&'b [u8], JwtError> {
-    // Not `ok_or`: the error it builds up front is dropped on every success,
-    // and dropping a JwtError checks which variant it is.
-    match base64url::decode(segment.as_bytes(), buf) {
-        Some(bytes) => Ok(bytes),
-        None => Err(JwtError::Base64 { segment: which }),
-    }
+/// Decodes one segment: strict unpadded base64url (RFC 7515 §2), so
+/// padding, whitespace, the `+` and `/` of plain base64 and non-zero
+/// trailing bits are all refused, and no two strings decode alike.
+pub(super) fn decode(segment: &str, which: Segment) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::Base64 { segment: which })
 }
 
 #[cfg(test)]

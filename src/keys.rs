@@ -1,9 +1,9 @@
 //! The key set: each verification key is bound to exactly one algorithm.
 //!
-//! HMAC is computed by [`hmac`] over `sha2`'s compression functions, with
-//! the key prepared once (its module says why not through the `hmac`
-//! crate); every public-key algorithm uses `ring`, the crypto provider
-//! rustls already brings, so there is one crypto stack.
+//! HMAC comes from the `hmac` crate, keyed once per key and cloned per
+//! token, its tag compared in constant time by `verify_slice` (`subtle`);
+//! every public-key algorithm uses `ring`, the crypto provider rustls
+//! already brings, so there is one crypto stack.
 
 use std::fmt;
 use std::path::Path;
@@ -15,9 +15,9 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use crate::jwt::Alg;
 
 pub mod der;
-pub mod hmac;
 
-use self::hmac::{MAX_OUT, Prepared, Sha256, Sha384, Sha512};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Sha256, Sha384, Sha512};
 
 /// Smallest RSA modulus accepted (RFC 7518 §3.3: "2048 bits or larger MUST").
 pub const MIN_RSA_BITS: usize = 2048;
@@ -35,9 +35,13 @@ pub struct Key {
 
 /// The key material, in the form its verifier wants. The variant follows
 /// from `alg` at construction, so an RSA key's bytes can never reach HMAC.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a key is built once and shared; its HMAC state stays inline"
+)]
 enum Material {
-    /// The inner and outer states are keyed once, which saves the two
-    /// key-block compressions per request.
+    /// Keyed once: each token clones the state with its inner and outer
+    /// pads already compressed, instead of hashing the key again.
     Hmac(PreparedMac),
     /// Big-endian modulus (no leading zeros) and exponent.
     Rsa {
@@ -50,19 +54,47 @@ enum Material {
 }
 
 enum PreparedMac {
-    Hs256(Prepared<Sha256>),
-    Hs384(Prepared<Sha384>),
-    Hs512(Prepared<Sha512>),
+    Hs256(Hmac<Sha256>),
+    Hs384(Hmac<Sha384>),
+    Hs512(Hmac<Sha512>),
 }
 
 impl PreparedMac {
+    fn new(alg: Alg, secret: &[u8]) -> Option<PreparedMac> {
+        // HMAC takes a key of any length, so `new_from_slice` cannot fail.
+        Some(match alg {
+            Alg::HS256 => PreparedMac::Hs256(Hmac::new_from_slice(secret).ok()?),
+            Alg::HS384 => PreparedMac::Hs384(Hmac::new_from_slice(secret).ok()?),
+            Alg::HS512 => PreparedMac::Hs512(Hmac::new_from_slice(secret).ok()?),
+            _ => return None,
+        })
+    }
+
+    /// Whether `tag` is the MAC of `input`, compared in constant time.
+    fn verify(&self, input: &[u8], tag: &[u8]) -> bool {
+        fn check<M: Mac + Clone>(key: &M, input: &[u8], tag: &[u8]) -> bool {
+            let mut mac = key.clone();
+            mac.update(input);
+            mac.verify_slice(tag).is_ok()
+        }
+        match self {
+            PreparedMac::Hs256(key) => check(key, input, tag),
+            PreparedMac::Hs384(key) => check(key, input, tag),
+            PreparedMac::Hs512(key) => check(key, input, tag),
+        }
+    }
+
     /// The MAC of `input`, as long as the algorithm's.
     fn sign(&self, input: &[u8]) -> Vec<u8> {
-        let mut mac = [0; MAX_OUT];
+        fn mac<M: Mac + Clone>(key: &M, input: &[u8]) -> Vec<u8> {
+            let mut mac = key.clone();
+            mac.update(input);
+            mac.finalize().into_bytes().to_vec()
+        }
         match self {
-            PreparedMac::Hs256(key) => key.mac(input, &mut mac).to_vec(),
-            PreparedMac::Hs384(key) => key.mac(input, &mut mac).to_vec(),
-            PreparedMac::Hs512(key) => key.mac(input, &mut mac).to_vec(),
+            PreparedMac::Hs256(key) => mac(key, input),
+            PreparedMac::Hs384(key) => mac(key, input),
+            PreparedMac::Hs512(key) => mac(key, input),
         }
     }
 }
@@ -139,12 +171,7 @@ impl Key {
         if secret.len() < min {
             return Err(too_short(min));
         }
-        let mac = match alg {
-            Alg::HS256 => PreparedMac::Hs256(Prepared::new(secret)),
-            Alg::HS384 => PreparedMac::Hs384(Prepared::new(secret)),
-            Alg::HS512 => PreparedMac::Hs512(Prepared::new(secret)),
-            _ => return Err(KeyError::SecretForPublicKeyAlg { alg }),
-        };
+        let mac = PreparedMac::new(alg, secret).ok_or(KeyError::SecretForPublicKeyAlg { alg })?;
         Ok(Key::with(kid, alg, Material::Hmac(mac)))
     }
 
@@ -307,9 +334,7 @@ impl Key {
     /// (there are none) and reject ECDSA r or s that are zero or ≥ the order.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hmac(PreparedMac::Hs256(key)) => key.verify(signing_input, signature),
-            Material::Hmac(PreparedMac::Hs384(key)) => key.verify(signing_input, signature),
-            Material::Hmac(PreparedMac::Hs512(key)) => key.verify(signing_input, signature),
+            Material::Hmac(mac) => mac.verify(signing_input, signature),
             Material::Rsa { n, e } => {
                 let params: &ring_sig::RsaParameters = match self.alg {
                     Alg::RS256 => &ring_sig::RSA_PKCS1_2048_8192_SHA256,

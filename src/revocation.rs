@@ -285,6 +285,7 @@ mod tests {
             exp: None,
             iat,
             jti: jti.map(str::to_owned),
+            claims: Default::default(),
         }
     }
 

@@ -253,7 +253,8 @@ pub(super) fn parse_alg(alg: &Spanned<String>, key: &str) -> Result<Alg, Invalid
 }
 
 /// The user and role claims must not be claims the verifier checks itself:
-/// `user_claim = "exp"` would switch off expiry.
+/// `user_claim = "exp"` would switch off expiry, and `user_claim = "jti"`
+/// revocation by token id (`jti` would be read as a user, never as an id).
 pub(super) fn identity_claim(
     raw: Option<Spanned<String>>,
     key: &str,
@@ -262,7 +263,8 @@ pub(super) fn identity_claim(
     match raw {
         None => Ok(default),
         Some(name)
-            if ["exp", "nbf", "iat", "iss", "aud", ""].contains(&name.get_ref().as_str()) =>
+            if ["exp", "nbf", "iat", "iss", "aud", "jti", ""]
+                .contains(&name.get_ref().as_str()) =>
         {
             Err(invalid(
                 &name,

@@ -253,6 +253,14 @@ fn identity_claims_cannot_shadow_checked_claims() {
     let text = BASE.replace("[[jwt.keys]]", "[jwt]\nuser_claim = \"exp\"\n[[jwt.keys]]")
         + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
     assert!(error(&text).contains("jwt.user_claim: \"exp\" is checked by the verifier"));
+    for key in ["user_claim", "role_claim"] {
+        let text = BASE.replace(
+            "[[jwt.keys]]",
+            &format!("[jwt]\n{key} = \"jti\"\n[[jwt.keys]]"),
+        ) + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
+        let expected = format!("jwt.{key}: \"jti\" is checked by the verifier");
+        assert!(error(&text).contains(&expected), "{}", error(&text));
+    }
 }
 
 #[test]

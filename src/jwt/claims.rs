@@ -1,305 +1,170 @@
-//! The claim set: read in one pass into typed values, refusing duplicates,
-//! then checked against the time window, issuer and audience.
+//! The claim set: parsed once into a table of raw members, then the claims
+//! the verifier needs are read from it and checked against the time
+//! window, issuer and audience. Every other member stays raw, for rules
+//! and headers that read it later.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
-use super::json::{Compact, Json, Name, Reader};
+use serde_json::value::RawValue;
+
+use super::object::{Object, Text};
 use super::{JwtError, Roles, Segment, Validation};
 
-/// The claims the verifier checks, as typed values. `iss` and `aud` borrow
-/// from the decoded payload: they are only compared, never kept.
+/// The claims the verifier checks, as typed values, and the whole claim
+/// set as raw members. `iss` and `aud` borrow from the decoded payload:
+/// they are only compared, never kept.
 #[derive(Debug, Default)]
 pub(super) struct Claims<'a> {
     pub(super) exp: Option<i64>,
     pub(super) nbf: Option<i64>,
     pub(super) iat: Option<i64>,
     pub(super) iss: Option<Cow<'a, str>>,
-    pub(super) aud: Option<Audience<'a>>,
+    pub(super) aud: Option<Vec<Text<'a>>>,
     pub(super) user: Option<String>,
     pub(super) roles: Roles,
     pub(super) jti: Option<String>,
+    pub(super) members: Object<'a>,
 }
 
-/// RFC 7519 §4.1.3: one string or an array of strings.
-#[derive(Debug)]
-pub(super) enum Audience<'a> {
-    One(Cow<'a, str>),
-    Many(Vec<Cow<'a, str>>),
-}
+/// A claim set with more members than this is refused. It is read only
+/// after the signature verified, so this bounds a trusted issuer's
+/// mistakes, not an attacker.
+const MAX_CLAIMS: usize = 4096;
 
-impl Audience<'_> {
-    fn any(&self, accepted: &[String]) -> bool {
-        let ok = |a: &Cow<'_, str>| accepted.iter().any(|x| x == a);
-        match self {
-            Audience::One(a) => ok(a),
-            Audience::Many(list) => list.iter().any(ok),
-        }
-    }
-}
-
-/// A claim the verifier reads, in the order its problems are reported:
-/// whatever order the payload has, a token with a bad `exp` and a bad `sub`
-/// is refused for its `exp`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Slot {
-    Exp,
-    Nbf,
-    Iat,
-    Iss,
-    Aud,
-    User,
-    Role,
-    Jti,
-}
-
-impl Slot {
-    fn claim(self, validation: &Validation) -> &str {
-        match self {
-            Slot::Exp => "exp",
-            Slot::Nbf => "nbf",
-            Slot::Iat => "iat",
-            Slot::Iss => "iss",
-            Slot::Aud => "aud",
-            Slot::User => &validation.user_claim,
-            Slot::Role => &validation.role_claim,
-            Slot::Jti => "jti",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
-
-/// Which [`Slot`] a member name fills, if any. The configured user and
-/// role claims come first, so `user_claim = "iss"` reads `iss` as the user.
-struct Slots<'v> {
-    user: Name<'v>,
-    role: Name<'v>,
-}
-
-impl<'v> Slots<'v> {
-    const EXP: u64 = Name::key_of("exp");
-    const NBF: u64 = Name::key_of("nbf");
-    const IAT: u64 = Name::key_of("iat");
-    const ISS: u64 = Name::key_of("iss");
-    const AUD: u64 = Name::key_of("aud");
-    const JTI: u64 = Name::key_of("jti");
-
-    fn new(validation: &'v Validation) -> Self {
-        Slots {
-            user: Name::new(&validation.user_claim),
-            role: Name::new(&validation.role_claim),
-        }
-    }
-
-    #[inline(always)]
-    fn of(&self, name: &Name<'_>) -> Option<Slot> {
-        if name.is(&self.user) {
-            return Some(Slot::User);
-        }
-        if name.is(&self.role) {
-            return Some(Slot::Role);
-        }
-        match name.key() {
-            key if key == Self::EXP => Some(Slot::Exp),
-            key if key == Self::NBF => Some(Slot::Nbf),
-            key if key == Self::IAT => Some(Slot::Iat),
-            key if key == Self::ISS => Some(Slot::Iss),
-            key if key == Self::AUD => Some(Slot::Aud),
-            key if key == Self::JTI => Some(Slot::Jti),
-            _ => None,
-        }
-    }
-}
-
-/// Reads the claim set, converting each claim the verifier reads to its
-/// type as it goes. A claim of the wrong type is remembered,
-/// not refused at once, so the answer does not depend on member order: a
+/// Reads the claim set. The answer does not depend on member order: a
 /// malformed payload is a JSON error, then a missing required claim, then
-/// the first bad claim in [`Slot`] order.
-///
-/// Most payloads are compact JSON of plain values and are read once, by
-/// [`Compact`], each claim straight into its type (a [`Json`] value per
-/// claim, made and matched again, went through memory both ways); where it
-/// stops, the whole text is read again by [`Reader`], which gives every
-/// refusal. A test holds the two readings equal.
+/// the first bad claim in the order `exp`, `nbf`, `iat`, `iss`, `aud`, the
+/// user claim, the role claim, `jti`.
 pub(super) fn parse_claims<'a>(
     json: &'a [u8],
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
-    let reader = Reader::new(json, Segment::Payload)?;
-    let slots = Slots::new(validation);
-    let mut reading = Reading::new(validation, &slots);
-    let compact = Compact::object(reader.text(), |compact, name| match slots.of(name) {
-        // A claim of the wrong type stops it: the reader below names it.
-        Some(slot) => reading.take_compact(slot, compact),
-        None => {
-            reading.other(name);
-            compact.skip()
-        }
-    });
-    if compact.is_none() {
-        reading = read_generally(reader, validation, &slots)?;
-    }
-    reading.finish(validation, &slots)
-}
-
-/// Reads the claim set with [`Reader`], which gives every refusal.
-fn read_generally<'a, 'v>(
-    reader: Reader<'a>,
-    validation: &'v Validation,
-    slots: &Slots<'v>,
-) -> Result<Reading<'a, 'v>, JwtError> {
-    let mut reading = Reading::new(validation, slots);
-    reader.object(|reader, name| {
-        match slots.of(name) {
-            Some(slot) => {
-                if let Err(what) = reading.take(slot, reader.value()?) {
-                    reading.problem(slot, what);
-                }
-            }
-            None => {
-                reading.other(name);
-                reader.skip()?;
-            }
-        }
-        Ok(())
+    let members = Object::parse(json, MAX_CLAIMS).map_err(|reason| JwtError::Json {
+        segment: Segment::Payload,
+        reason,
     })?;
-    Ok(reading)
+    if let Some(claim) = (validation.required.iter()).find(|claim| members.get(claim).is_none()) {
+        return Err(JwtError::MissingClaim {
+            claim: claim.clone(),
+        });
+    }
+    // A fraction is rounded the strict way: exp down, nbf up; iat down, so
+    // a revocation of tokens issued before a time holds.
+    let exp = read(&members, "exp", |raw| numeric_date(raw, Rounding::Down))?;
+    let nbf = read(&members, "nbf", |raw| numeric_date(raw, Rounding::Up))?;
+    let iat = read(&members, "iat", |raw| numeric_date(raw, Rounding::Down))?;
+    let iss = read(&members, "iss", string)?;
+    let aud = read(&members, "aud", strings)?;
+    let user = read(&members, &validation.user_claim, user_id)?;
+    let roles = read(&members, &validation.role_claim, roles)?.unwrap_or_default();
+    let jti = read(&members, "jti", string)?.map(Cow::into_owned);
+    Ok(Claims {
+        exp,
+        nbf,
+        iat,
+        iss,
+        aud,
+        user,
+        roles,
+        jti,
+        members,
+    })
 }
 
-/// [`parse_claims`] without the compact reader: what it must agree with.
-#[cfg(test)]
-pub(super) fn parse_claims_generally<'a>(
-    json: &'a [u8],
-    validation: &Validation,
-) -> Result<Claims<'a>, JwtError> {
-    let reader = Reader::new(json, Segment::Payload)?;
-    let slots = Slots::new(validation);
-    read_generally(reader, validation, &slots)?.finish(validation, &slots)
+/// The member `claim` converted to its type, if present.
+fn read<'a, T>(
+    members: &Object<'a>,
+    claim: &str,
+    convert: impl FnOnce(&'a RawValue) -> Result<T, &'static str>,
+) -> Result<Option<T>, JwtError> {
+    let value = members.get(claim).map(convert).transpose();
+    value.map_err(|problem| JwtError::InvalidClaim {
+        claim: claim.to_owned(),
+        problem,
+    })
 }
 
-/// The claims read so far, and what is known about the rest.
-struct Reading<'a, 'v> {
-    claims: Claims<'a>,
-    /// Bit per [`Slot`]: its member was present, whatever its value.
-    seen: u8,
-    /// Required claims that fill no slot (rare): the index in
-    /// `validation.required`, the name, and whether a member had it.
-    others: Vec<(usize, Name<'v>, bool)>,
-    /// The first bad claim in [`Slot`] order.
-    problem: Option<(Slot, &'static str)>,
+/// A verified token's whole claim set: the payload text and where each
+/// top-level member lies in it, so a rule or a header can read any claim,
+/// nested ones included, without parsing the claim set again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimSet {
+    text: String,
+    /// Sorted by name, as [`Object`] sorts them.
+    members: Vec<(MemberName, Range<usize>)>,
 }
 
-impl<'a, 'v> Reading<'a, 'v> {
-    #[inline(always)]
-    fn new(validation: &'v Validation, slots: &Slots<'_>) -> Self {
-        let mut others = Vec::new();
-        for (i, claim) in validation.required.iter().enumerate() {
-            let name = Name::new(claim);
-            if slots.of(&name).is_none() {
-                others.push((i, name, false));
-            }
-        }
-        Reading {
-            claims: Claims::default(),
-            seen: 0,
-            others,
-            problem: None,
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MemberName {
+    /// Where the name lies in the text (it had no escapes).
+    At(Range<usize>),
+    /// A name spelled with escapes, decoded.
+    Decoded(Box<str>),
+}
+
+/// The member places of a [`ClaimSet`], before it owns its text.
+pub(super) struct ClaimIndex(Vec<(MemberName, Range<usize>)>);
+
+/// Most members a nested object read by [`ClaimSet::get`] may have.
+const MAX_NESTED_MEMBERS: usize = 4096;
+
+impl ClaimSet {
+    /// Keeps `text` with the places of its members, which `object` (parsed
+    /// from `text` and borrowing from it) gives as `index`.
+    pub(super) fn new(text: String, index: ClaimIndex) -> ClaimSet {
+        ClaimSet {
+            text,
+            members: index.0,
         }
     }
 
-    /// A member that fills no slot.
-    #[inline(always)]
-    fn other(&mut self, name: &Name<'_>) {
-        for (_, other, present) in &mut self.others {
-            *present |= name.is(other);
+    /// Where `object`'s members lie in `text`, which it was parsed from.
+    pub(super) fn index(text: &str, object: &Object<'_>) -> ClaimIndex {
+        let base = text.as_ptr() as usize;
+        // Borrowed names and raw values are slices of `text`.
+        let at = |part: &str| {
+            let start = (part.as_ptr() as usize).wrapping_sub(base);
+            start..start + part.len()
+        };
+        let members = (object.members())
+            .map(|(name, value)| {
+                let name = match name {
+                    Cow::Borrowed(name) => MemberName::At(at(name)),
+                    Cow::Owned(name) => MemberName::Decoded(name.as_str().into()),
+                };
+                (name, at(value.get()))
+            })
+            .collect();
+        ClaimIndex(members)
+    }
+
+    fn name<'s>(&'s self, name: &'s MemberName) -> &'s str {
+        match name {
+            MemberName::At(range) => self.text.get(range.clone()).unwrap_or_default(),
+            MemberName::Decoded(name) => name,
         }
     }
 
-    /// Converts a member's value to its slot's type.
-    #[inline(always)]
-    fn take(&mut self, slot: Slot, value: Json<'a>) -> Result<(), &'static str> {
-        self.seen |= slot.bit();
-        let claims = &mut self.claims;
-        match slot {
-            // A fraction is rounded the strict way: exp down, nbf up; iat
-            // down, so a revocation of tokens issued before a time holds.
-            Slot::Exp => numeric_date(value, f64::floor).map(|t| claims.exp = Some(t)),
-            Slot::Nbf => numeric_date(value, f64::ceil).map(|t| claims.nbf = Some(t)),
-            Slot::Iat => numeric_date(value, f64::floor).map(|t| claims.iat = Some(t)),
-            Slot::Iss => string(value).map(|iss| claims.iss = Some(iss)),
-            Slot::Aud => audience(value).map(|aud| claims.aud = Some(aud)),
-            Slot::User => user_id(value).map(|user| claims.user = Some(user)),
-            Slot::Role => roles(value).map(|roles| claims.roles = roles),
-            Slot::Jti => string(value).map(|jti| claims.jti = Some(jti.into_owned())),
-        }
+    /// The raw JSON text of the top-level claim `name`.
+    pub fn top(&self, name: &str) -> Option<&str> {
+        let at = (self.members)
+            .binary_search_by(|(member, _)| self.name(member).cmp(name))
+            .ok()?;
+        self.text.get(self.members[at].1.clone())
     }
 
-    /// Reads a claim's value straight into its slot's type, as
-    /// [`Reading::take`] would convert it: `None` (stop) for any other
-    /// shape or a value of the wrong type, which the general reader reads.
-    /// After `None` this reading is half done and must be thrown away.
-    #[inline(always)]
-    fn take_compact(&mut self, slot: Slot, compact: &mut Compact<'a>) -> Option<()> {
-        self.seen |= slot.bit();
-        let claims = &mut self.claims;
-        match slot {
-            Slot::Exp => claims.exp = Some(compact_numeric_date(compact)?),
-            Slot::Nbf => claims.nbf = Some(compact_numeric_date(compact)?),
-            Slot::Iat => claims.iat = Some(compact_numeric_date(compact)?),
-            Slot::Iss => claims.iss = Some(Cow::Borrowed(compact.string()?)),
-            Slot::Jti => claims.jti = Some(compact.string()?.to_owned()),
-            Slot::Aud => {
-                claims.aud = Some(match compact.peek()? {
-                    b'[' => Audience::Many(compact.string_list()?),
-                    _ => Audience::One(Cow::Borrowed(compact.string()?)),
-                })
-            }
-            Slot::User => {
-                claims.user = Some(match compact.peek()? {
-                    b'"' => compact
-                        .string()
-                        .filter(|user| is_header_safe(user))?
-                        .to_owned(),
-                    _ => compact.uint()?.to_string(),
-                })
-            }
-            Slot::Role => {
-                claims.roles = match compact.peek()? {
-                    b'[' => roles(Json::Strings(compact.string_list()?)),
-                    _ => roles(Json::Str(Cow::Borrowed(compact.string()?))),
-                }
-                .ok()?
-            }
+    /// The raw JSON text at `path`: its first element names a top-level
+    /// claim, each next one a member of the object before. `None` when a
+    /// step is missing, is not an object, or repeats a member name.
+    pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&str> {
+        let (first, rest) = path.split_first()?;
+        let mut value = self.top(first.as_ref())?;
+        for step in rest {
+            let object = Object::parse(value.as_bytes(), MAX_NESTED_MEMBERS).ok()?;
+            value = object.get(step.as_ref())?.get();
         }
-        Some(())
-    }
-
-    fn problem(&mut self, slot: Slot, what: &'static str) {
-        if self.problem.is_none_or(|(first, _)| slot < first) {
-            self.problem = Some((slot, what));
-        }
-    }
-
-    #[inline(always)]
-    fn finish(self, validation: &Validation, slots: &Slots<'_>) -> Result<Claims<'a>, JwtError> {
-        for (i, claim) in validation.required.iter().enumerate() {
-            let present = match slots.of(&Name::new(claim)) {
-                Some(slot) => self.seen & slot.bit() != 0,
-                None => (self.others.iter()).any(|(at, _, present)| *at == i && *present),
-            };
-            if !present {
-                return Err(JwtError::MissingClaim {
-                    claim: claim.clone(),
-                });
-            }
-        }
-        match self.problem {
-            Some((slot, what)) => Err(invalid(slot.claim(validation), what)),
-            None => Ok(self.claims),
-        }
+        Some(value)
     }
 }
 
@@ -309,63 +174,105 @@ pub(super) const NOT_STRINGS: &str = "is not a string or an array of strings";
 pub(super) const NOT_A_USER_ID: &str = "is not a string or an integer";
 pub(super) const NOT_HEADER_SAFE: &str = "holds characters not allowed in a forwarded header";
 
-fn invalid(claim: &str, problem: &'static str) -> JwtError {
-    JwtError::InvalidClaim {
-        claim: claim.to_owned(),
-        problem,
-    }
-}
-
 /// Beyond 2^53 a JSON number is no longer an exact integer in most parsers.
 pub(super) const MAX_NUMERIC_DATE: i64 = 1 << 53;
 
-/// RFC 7519 §2 NumericDate: a JSON number of seconds, possibly fractional.
-/// Strings, booleans, null and out-of-range values are refused, never
-/// treated as absent.
-fn numeric_date(value: Json<'_>, round: fn(f64) -> f64) -> Result<i64, &'static str> {
-    let seconds = match value {
-        Json::Int(v) => Some(v),
-        Json::UInt(v) => i64::try_from(v).ok(),
-        Json::Float(v) if v.is_finite() && v.abs() <= MAX_NUMERIC_DATE as f64 => {
-            Some(round(v) as i64)
-        }
-        _ => None,
+#[derive(Clone, Copy)]
+enum Rounding {
+    Down,
+    Up,
+}
+
+/// RFC 7519 §2 NumericDate: a JSON number of seconds, possibly fractional,
+/// within ±2^53. Strings, booleans, null and out-of-range values are
+/// refused, never treated as absent.
+///
+/// Read from the number's decimal text, never through `f64`: the range is
+/// checked on the exact value (`9007199254740992.5` is out of range though
+/// it rounds to 2^53) and a fraction is rounded exactly.
+fn numeric_date(raw: &RawValue, rounding: Rounding) -> Result<i64, &'static str> {
+    exact_seconds(raw.get(), rounding).ok_or(NOT_A_NUMERIC_DATE)
+}
+
+fn exact_seconds(number: &str, rounding: Rounding) -> Option<i64> {
+    let (negative, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
     };
-    seconds
-        .filter(|s| (-MAX_NUMERIC_DATE..=MAX_NUMERIC_DATE).contains(s))
-        .ok_or(NOT_A_NUMERIC_DATE)
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i64>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // The digits without the point; the point sits `point` digits in.
+    let digits = || whole.bytes().chain(fraction.bytes());
+    let leading_zeros = digits().take_while(|&b| b == b'0').count();
+    let point = (whole.len() as i64).saturating_add(exponent) - leading_zeros as i64;
+    let significant = digits().skip(leading_zeros);
+    // 2^53 has 16 digits: more before the point is out of range.
+    if point > 16 {
+        return None;
+    }
+    let before_point = usize::try_from(point).unwrap_or(0);
+    let mut seconds: i64 = 0;
+    let mut has_fraction = false;
+    let mut taken = 0;
+    for digit in significant {
+        match taken < before_point {
+            true => seconds = seconds * 10 + i64::from(digit - b'0'),
+            false => has_fraction |= digit != b'0',
+        }
+        taken += 1;
+    }
+    // Trailing zeros the exponent adds, as in `1e3`.
+    for _ in taken..before_point {
+        seconds *= 10;
+    }
+    if seconds > MAX_NUMERIC_DATE || (seconds == MAX_NUMERIC_DATE && has_fraction) {
+        return None;
+    }
+    let away = i64::from(has_fraction);
+    Some(match (negative, rounding) {
+        (false, Rounding::Down) => seconds,
+        (false, Rounding::Up) => seconds + away,
+        (true, Rounding::Down) => -seconds - away,
+        (true, Rounding::Up) => -seconds,
+    })
 }
 
-/// [`numeric_date`] of a `UInt`, the only number the compact reader reads.
-#[inline(always)]
-fn compact_numeric_date(compact: &mut Compact<'_>) -> Option<i64> {
-    i64::try_from(compact.uint()?)
-        .ok()
-        .filter(|&s| s <= MAX_NUMERIC_DATE)
-}
-
-fn string(value: Json<'_>) -> Result<Cow<'_, str>, &'static str> {
-    match value {
-        Json::Str(s) => Ok(s),
-        _ => Err(NOT_A_STRING),
+fn string(raw: &RawValue) -> Result<Cow<'_, str>, &'static str> {
+    match serde_json::from_str::<Text<'_>>(raw.get()) {
+        Ok(text) => Ok(text.0),
+        Err(_) => Err(NOT_A_STRING),
     }
 }
 
-/// RFC 7519 §4.1.3: one string or an array of strings.
-fn audience(value: Json<'_>) -> Result<Audience<'_>, &'static str> {
-    match value {
-        Json::Str(aud) => Ok(Audience::One(aud)),
-        Json::Strings(list) => Ok(Audience::Many(list)),
-        _ => Err(NOT_STRINGS),
+/// One string or an array of strings (RFC 7519 §4.1.3 for `aud`).
+fn strings(raw: &RawValue) -> Result<Vec<Text<'_>>, &'static str> {
+    match raw.get().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(raw.get()).map_err(|_| NOT_STRINGS),
+        _ => string(raw)
+            .map(|one| vec![Text(one)])
+            .map_err(|_| NOT_STRINGS),
     }
 }
 
-fn user_id(value: Json<'_>) -> Result<String, &'static str> {
-    let user = match value {
-        Json::Str(s) => s.into_owned(),
-        Json::Int(v) => v.to_string(),
-        Json::UInt(v) => v.to_string(),
-        _ => return Err(NOT_A_USER_ID),
+fn user_id(raw: &RawValue) -> Result<String, &'static str> {
+    let text = raw.get();
+    let user = match text.as_bytes().first() {
+        Some(b'"') => string(raw)?.into_owned(),
+        // An integer, spelled as the token spelled it: JSON integers have
+        // one spelling (no leading zeros, no `+`), `-0` aside.
+        _ => match text.parse::<i64>() {
+            Ok(_) if text != "-0" => text.to_owned(),
+            _ => match text.parse::<u64>() {
+                Ok(_) => text.to_owned(),
+                Err(_) => return Err(NOT_A_USER_ID),
+            },
+        },
     };
     match is_header_safe(&user) {
         true => Ok(user),
@@ -373,15 +280,20 @@ fn user_id(value: Json<'_>) -> Result<String, &'static str> {
     }
 }
 
-fn roles(value: Json<'_>) -> Result<Roles, &'static str> {
+fn roles(raw: &RawValue) -> Result<Roles, &'static str> {
     // Roles travel joined by "," in one header, so a comma inside one role
     // would let a token smuggle a second role past the policy.
-    let fits = |role: &str| is_header_safe(role) && !role.contains(',');
-    match value {
-        Json::Str(role) if fits(&role) => Ok(Roles(role.into_owned())),
-        Json::Strings(list) if list.iter().all(|role| fits(role)) => Ok(Roles(list.join(","))),
-        Json::Str(_) | Json::Strings(_) => Err(NOT_HEADER_SAFE),
-        _ => Err(NOT_STRINGS),
+    let fits = |role: &Text<'_>| is_header_safe(&role.0) && !role.0.contains(',');
+    let roles = strings(raw)?;
+    match roles.iter().all(fits) {
+        true => Ok(Roles(
+            roles
+                .iter()
+                .map(|role| &*role.0)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        false => Err(NOT_HEADER_SAFE),
     }
 }
 
@@ -429,7 +341,10 @@ pub(super) fn check_claims(
     }
     if !validation.audiences.is_empty() {
         match &claims.aud {
-            Some(aud) if aud.any(&validation.audiences) => {}
+            Some(aud)
+                if aud
+                    .iter()
+                    .any(|a| validation.audiences.iter().any(|x| *x == a.0)) => {}
             Some(_) => return Err(JwtError::BadAudience),
             None => {
                 return Err(JwtError::MissingClaim {
@@ -439,4 +354,82 @@ pub(super) fn check_claims(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn down(text: &str) -> Option<i64> {
+        exact_seconds(text, Rounding::Down)
+    }
+
+    fn up(text: &str) -> Option<i64> {
+        exact_seconds(text, Rounding::Up)
+    }
+
+    #[test]
+    fn numeric_dates_are_read_exactly_at_the_2_pow_53_bounds() {
+        assert_eq!(down("9007199254740992"), Some(MAX_NUMERIC_DATE));
+        assert_eq!(down("-9007199254740992"), Some(-MAX_NUMERIC_DATE));
+        assert_eq!(down("9007199254740992.0"), Some(MAX_NUMERIC_DATE));
+        assert_eq!(down("9.007199254740992e15"), Some(MAX_NUMERIC_DATE));
+        assert_eq!(down("9007199254740991.9"), Some(MAX_NUMERIC_DATE - 1));
+        assert_eq!(up("9007199254740991.1"), Some(MAX_NUMERIC_DATE));
+        // Each of these rounds to 2^53 as an f64, and is beyond it.
+        for beyond in [
+            "9007199254740993",
+            "9007199254740992.5",
+            "9007199254740992.0000000001",
+            "-9007199254740992.5",
+            "90071992547409921e-1",
+            "1e16",
+            "1e400",
+            "-1e400",
+            "1e99999999999999999999",
+        ] {
+            assert_eq!(down(beyond), None, "{beyond}");
+            assert_eq!(up(beyond), None, "{beyond}");
+        }
+    }
+
+    #[test]
+    fn fractions_round_the_strict_way_on_both_signs() {
+        assert_eq!((down("1.5"), up("1.5")), (Some(1), Some(2)));
+        assert_eq!((down("-1.5"), up("-1.5")), (Some(-2), Some(-1)));
+        assert_eq!((down("2.0"), up("2.000")), (Some(2), Some(2)));
+        assert_eq!((down("0.001"), up("1e-400")), (Some(0), Some(1)));
+        assert_eq!((down("-0"), up("-0.0")), (Some(0), Some(0)));
+        assert_eq!((down("15e-1"), up("1.5E0")), (Some(1), Some(2)));
+        assert_eq!(down("0.00017e7"), Some(1700));
+        assert_eq!(
+            down("1700000000e-9999999999999999999"),
+            None,
+            "exponent beyond i64"
+        );
+        assert_eq!(down("1e-99999999999"), Some(0));
+    }
+
+    proptest! {
+        /// Away from 2^53, where f64 is exact enough, the reading agrees
+        /// with floor and ceil of the standard parser's value.
+        #[test]
+        fn agrees_with_f64_away_from_the_bound(
+            whole in -4_000_000_000i64..4_000_000_000,
+            fraction in "[0-9]{0,6}",
+            exponent in -3i32..4,
+        ) {
+            let text = match fraction.is_empty() {
+                true => format!("{whole}e{exponent}"),
+                false => format!("{whole}.{fraction}e{exponent}"),
+            };
+            let value: f64 = text.parse().unwrap();
+            prop_assert_eq!(down(&text), Some(value.floor() as i64), "{}", text);
+            prop_assert_eq!(up(&text), Some(value.ceil() as i64), "{}", text);
+        }
+    }
 }

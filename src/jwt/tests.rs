@@ -11,7 +11,7 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
 use super::claims::{
     MAX_NUMERIC_DATE, NOT_A_NUMERIC_DATE, NOT_A_STRING, NOT_A_USER_ID, NOT_HEADER_SAFE,
-    NOT_STRINGS, is_header_safe, parse_claims, parse_claims_generally,
+    NOT_STRINGS, is_header_safe, parse_claims,
 };
 use super::*;
 use crate::keys::{Key, KeySet};
@@ -152,7 +152,14 @@ fn rfc7515_a1_segments_and_signature_are_reproduced_from_the_exact_bytes() {
 fn rfc7515_a1_token_is_accepted_one_second_before_exp() {
     let verified = verify(&a1_token(), &a1_keys(), &a1_validation(), A1_EXP - 1).unwrap();
     assert_eq!(
-        verified,
+        verified.claims.top("http://example.com/is_root"),
+        Some("true")
+    );
+    assert_eq!(
+        Verified {
+            claims: ClaimSet::default(),
+            ..verified
+        },
         Verified {
             alg: Alg::HS256,
             user: None,
@@ -160,6 +167,7 @@ fn rfc7515_a1_token_is_accepted_one_second_before_exp() {
             exp: Some(A1_EXP),
             iat: None,
             jti: None,
+            claims: ClaimSet::default(),
         }
     );
 }
@@ -197,16 +205,22 @@ fn rfc7515_a1_token_is_accepted_within_default_leeway_after_exp() {
 #[test]
 fn hs256_token_is_accepted_and_carries_its_identity() {
     let token = hs256(&claims(r#","role":"admin""#));
+    let verified = check(&token).unwrap();
+    assert_eq!(verified.claims.top("role"), Some(r#""admin""#));
     assert_eq!(
-        check(&token),
-        Ok(Verified {
+        Verified {
+            claims: ClaimSet::default(),
+            ..verified
+        },
+        Verified {
             alg: Alg::HS256,
             user: Some("alice".to_owned()),
             roles: Roles::of(&["admin"]),
             exp: Some(NOW + HOUR),
             iat: None,
             jti: None,
-        })
+            claims: ClaimSet::default(),
+        }
     );
 }
 
@@ -737,17 +751,11 @@ fn signature_longer_than_any_algorithm_is_rejected_without_panic() {
         let long = replace_signature(&token, &b64(vec![7u8; len]));
         assert_eq!(check(&long), Err(JwtError::BadSignature), "{len} bytes");
     }
-    // Beyond the largest fixed-length signature (ES384's 96 bytes) the
-    // segment does not even decode into the buffer.
+    // Beyond the largest fixed-length signature too: the length is
+    // checked before any key is tried.
     for len in [97, 100, 1000, 2000] {
         let long = replace_signature(&token, &b64(vec![7u8; len]));
-        assert_eq!(
-            check(&long),
-            Err(JwtError::Base64 {
-                segment: Segment::Signature
-            }),
-            "{len} bytes"
-        );
+        assert_eq!(check(&long), Err(JwtError::BadSignature), "{len} bytes");
     }
 }
 
@@ -939,13 +947,11 @@ fn header_that_is_not_an_object_is_rejected() {
         "null",
         "",
     ] {
-        assert_eq!(
-            check(&hs256_with_header(header)),
-            Err(JwtError::Json {
-                segment: Segment::Header,
-                reason: "not an object".to_owned()
-            }),
-            "{header:?}"
+        let (segment, reason) = json_error(check(&hs256_with_header(header)));
+        assert_eq!(segment, Segment::Header, "{header:?}");
+        assert!(
+            reason.contains("expected a JSON object") || reason.contains("EOF"),
+            "{header:?}: {reason}"
         );
     }
 }
@@ -1114,10 +1120,46 @@ fn deeply_nested_read_claim_is_an_invalid_claim_not_a_panic() {
 
 #[test]
 fn deeply_nested_header_member_is_skipped_and_deep_crit_is_still_refused() {
-    let header = format!(r#"{{"alg":"HS256","x":{}}}"#, nested(1000));
+    // As deep as the header's size cap allows.
+    let header = format!(r#"{{"alg":"HS256","x":{}}}"#, nested(400));
     assert!(check(&hs256_with_header(&header)).is_ok());
-    let header = format!(r#"{{"alg":"HS256","crit":{}}}"#, nested(1000));
+    let header = format!(r#"{{"alg":"HS256","crit":{}}}"#, nested(400));
     assert_eq!(check(&hs256_with_header(&header)), Err(JwtError::Crit));
+}
+
+/// The header is read before the signature is checked: a header of many
+/// members is refused by its size before it is decoded, and one within
+/// the size by its member count as soon as the count is passed.
+#[test]
+fn oversized_headers_are_refused_in_bounded_work() {
+    let members = |count: usize| -> String {
+        let extra: String = (0..count).map(|i| format!(r#","{i:x}":0"#)).collect();
+        format!(r#"{{"alg":"HS256"{extra}}}"#)
+    };
+    // The header found from outside: ~790 members, ~8 100 bytes.
+    let (segment, reason) = json_error(check(&hs256_with_header(&members(790))));
+    assert_eq!(segment, Segment::Header);
+    assert_eq!(reason, format!("longer than {MAX_HEADER_LEN} bytes"));
+
+    let within_size = members(120);
+    assert!(within_size.len() <= MAX_HEADER_LEN, "{}", within_size.len());
+    let (segment, reason) = json_error(check(&hs256_with_header(&within_size)));
+    assert_eq!(segment, Segment::Header);
+    // serde_json names the column where parsing stopped: at the member
+    // past the cap, not at the end of the header.
+    let column: usize = reason.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        reason.starts_with(&format!("more than {MAX_HEADER_MEMBERS} members")),
+        "{reason}"
+    );
+    assert!(column < members(MAX_HEADER_MEMBERS + 1).len(), "{reason}");
+
+    // Real headers fit with room to spare.
+    let real = r#"{"alg":"HS256","typ":"at+jwt","kid":"2024-rotation-key-0001","cty":"JWT","x5t":"dGhpcyBpcyBhIFNIQTEgdGh1bWJwcmludA","x5t#S256":"dGhpcyBpcyBhIFNIQTI1NiB0aHVtYnByaW50IG9mIDMyIGJ5dGVz","jku":"https://issuer.example.com/.well-known/jwks.json","x5u":"https://issuer.example.com/certs/signing.pem","zip":"DEF","b64":true}"#;
+    let signer = key(Some("2024-rotation-key-0001"), Alg::HS256, SECRET_256);
+    let token = sign(&signer, real, &claims(""));
+    let keys = KeySet::new(vec![signer]);
+    assert!(verify(&token, &keys, &Validation::default(), NOW).is_ok());
 }
 
 // -------------------------------------------------------- NumericDate
@@ -1158,17 +1200,19 @@ fn numeric_date_of_the_wrong_type_is_an_invalid_claim_never_absent() {
 }
 
 #[test]
-fn numeric_date_overflowing_f64_is_a_payload_json_error() {
-    // serde_json refuses 1e400 while parsing ("number out of range"), so it is
-    // malformed JSON rather than an invalid claim — refused either way.
+fn numeric_date_overflowing_f64_is_an_invalid_claim() {
+    // Read from its decimal text, 1e400 is simply beyond 2^53.
     for claim in ["exp", "nbf", "iat"] {
         for value in ["1e400", "-1e400"] {
             let payload = match claim {
                 "exp" => format!(r#"{{"exp":{value}}}"#),
                 _ => format!(r#"{{"exp":{},"{claim}":{value}}}"#, NOW + HOUR),
             };
-            let (segment, _) = json_error(check(&hs256(&payload)));
-            assert_eq!(segment, Segment::Payload, "{payload}");
+            assert_eq!(
+                check(&hs256(&payload)),
+                Err(invalid_claim(claim, NOT_A_NUMERIC_DATE)),
+                "{payload}"
+            );
         }
     }
 }
@@ -1751,14 +1795,11 @@ fn jti_and_iat_are_carried_for_revocation_checks() {
     );
 }
 
-/// Claim sets printed compactly, as issuers print them: each claim the
-/// verifier reads (with `uid` and `x` as configured user and role claims)
-/// is mostly of its type, sometimes of another shape, other members come
-/// and go, and the members come in any order, so that most sets are read
-/// whole by the compact reader and the rest make it stop part-way, at any
-/// member. (Leading zeros and integers beyond u64, which serde_json never
-/// prints, are held to the general reader by the `json` tests.)
-fn compact_claim_sets() -> impl Strategy<Value = String> {
+/// Claim sets as issuers print them: each claim the verifier reads (with
+/// `uid` and `x` as configured user and role claims) is mostly of its
+/// type, sometimes of another shape, other members come and go, in any
+/// order, printed compactly or pretty.
+fn claim_sets() -> impl Strategy<Value = String> {
     use serde_json::{Value, json};
     let text = || "[a-zA-Z0-9 ,./:_é-]{0,10}".prop_map(Value::String);
     let texts = || prop::collection::vec(text(), 0..4).prop_map(Value::Array);
@@ -1808,23 +1849,100 @@ fn compact_claim_sets() -> impl Strategy<Value = String> {
         .map(|(name, value)| prop::option::weighted(0.6, value.prop_map(move |v| (name, v))))
         .collect();
     let members = members.prop_map(|members| members.into_iter().flatten().collect::<Vec<_>>());
-    members.prop_shuffle().prop_map(|members| {
-        let members: Vec<String> = (members.iter())
-            .map(|(name, value)| format!("{}:{value}", Value::from(*name)))
+    (members.prop_shuffle(), any::<bool>()).prop_map(|(members, pretty)| {
+        let object: serde_json::Map<String, Value> = (members.into_iter())
+            .map(|(name, value)| (name.to_owned(), value))
             .collect();
-        format!("{{{}}}", members.join(","))
+        match pretty {
+            true => serde_json::to_string_pretty(&object).unwrap(),
+            false => serde_json::to_string(&object).unwrap(),
+        }
     })
+}
+
+/// What the verifier's reading of a claim set should be, modelled on a
+/// `serde_json::Value` (the generated numbers are exact as `f64` too).
+type Reading = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
+fn reference_reading(json: &str, validation: &Validation) -> Result<Reading, JwtError> {
+    use serde_json::Value;
+    let object: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+    if let Some(claim) = (validation.required.iter()).find(|c| !object.contains_key(*c)) {
+        return Err(JwtError::MissingClaim {
+            claim: claim.clone(),
+        });
+    }
+    fn read<T>(
+        object: &serde_json::Map<String, Value>,
+        claim: &str,
+        convert: impl Fn(&Value) -> Option<T>,
+        problem: &'static str,
+    ) -> Result<Option<T>, JwtError> {
+        match object.get(claim) {
+            None => Ok(None),
+            Some(value) => convert(value)
+                .map(Some)
+                .ok_or_else(|| invalid_claim(claim, problem)),
+        }
+    }
+    let date = |round: fn(f64) -> f64| {
+        move |value: &Value| {
+            let seconds = match value {
+                Value::Number(n) if n.is_f64() => Some(round(n.as_f64()?) as i64),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            };
+            seconds.filter(|s| s.abs() <= MAX_NUMERIC_DATE)
+        }
+    };
+    let string = |value: &Value| value.as_str().map(str::to_owned);
+    let strings = |value: &Value| match value {
+        Value::String(one) => Some(vec![one.clone()]),
+        Value::Array(all) => all.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
+        _ => None,
+    };
+    let exp = read(&object, "exp", date(f64::floor), NOT_A_NUMERIC_DATE)?;
+    let nbf = read(&object, "nbf", date(f64::ceil), NOT_A_NUMERIC_DATE)?;
+    let iat = read(&object, "iat", date(f64::floor), NOT_A_NUMERIC_DATE)?;
+    let iss = read(&object, "iss", string, NOT_A_STRING)?;
+    let aud = read(&object, "aud", strings, NOT_STRINGS)?;
+    let user_claim = &validation.user_claim;
+    let user = match object.get(user_claim) {
+        None => None,
+        Some(Value::String(user)) => Some(user.clone()),
+        Some(Value::Number(n)) if !n.is_f64() => Some(n.to_string()),
+        Some(_) => return Err(invalid_claim(user_claim, NOT_A_USER_ID)),
+    };
+    if user.as_deref().is_some_and(|user| !is_header_safe(user)) {
+        return Err(invalid_claim(user_claim, NOT_HEADER_SAFE));
+    }
+    let role_claim = &validation.role_claim;
+    let roles = read(&object, role_claim, strings, NOT_STRINGS)?.unwrap_or_default();
+    if (roles.iter()).any(|role| !is_header_safe(role) || role.contains(',')) {
+        return Err(invalid_claim(role_claim, NOT_HEADER_SAFE));
+    }
+    let jti = read(&object, "jti", string, NOT_A_STRING)?;
+    Ok((exp, nbf, iat, iss, aud, user, roles.join(","), jti))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
-    /// The compact reader converts each claim straight to its type; the
-    /// general reader reads a JSON value first. Both give the same claims,
-    /// or the same refusal, for any claim set and any claim configuration.
+    /// The verifier's reading and a `serde_json::Value` model of it give
+    /// the same claims, or the same refusal, for any claim set and any
+    /// claim configuration.
     #[test]
-    fn compact_claims_are_read_as_the_general_reader_reads_them(
-        json in compact_claim_sets(),
+    fn claims_are_read_as_a_serde_json_value_model_reads_them(
+        json in claim_sets(),
         config in 0..5,
     ) {
         let validation = match config {
@@ -1848,10 +1966,56 @@ proptest! {
                 ..Validation::default()
             },
         };
-        prop_assert_eq!(
-            format!("{:?}", parse_claims(json.as_bytes(), &validation)),
-            format!("{:?}", parse_claims_generally(json.as_bytes(), &validation)),
-            "{}", json
-        );
+        let ours = parse_claims(json.as_bytes(), &validation).map(|claims| {
+            let aud = (claims.aud).map(|aud| aud.into_iter().map(|a| a.0.into_owned()).collect());
+            let iss = claims.iss.map(|iss| iss.into_owned());
+            let (exp, nbf, iat, user, jti) = (claims.exp, claims.nbf, claims.iat, claims.user, claims.jti);
+            (exp, nbf, iat, iss, aud, user, claims.roles.joined().to_owned(), jti)
+        });
+        prop_assert_eq!(ours, reference_reading(&json, &validation), "{}", json);
     }
+}
+
+// ------------------------------------------------------------ claim set
+
+#[test]
+fn any_claim_is_found_at_its_path_whatever_its_name_holds() {
+    let payload = r#"{"exp":1800000000,"realm_access":{"roles":["admin","user"]},
+        "resource_access":{"api":{"roles":["reader"]},"web":{"roles":[]}},
+        "https://example.com/roles":["ops"],"cognito:groups":["g"],
+        "kubernetes.io":{"namespace":"prod"},"kubernetes.io.namespace":"decoy",
+        "\u0065sc":"escaped name","nested":{"a":{"a":1,"a":2}},"sub":"alice"}"#;
+    let claims = check(&hs256(payload)).unwrap().claims;
+    assert_eq!(
+        claims.get(&["realm_access", "roles"]),
+        Some(r#"["admin","user"]"#)
+    );
+    assert_eq!(
+        claims.get(&["resource_access", "api", "roles"]),
+        Some(r#"["reader"]"#)
+    );
+    assert_eq!(
+        claims.get(&["https://example.com/roles"]),
+        Some(r#"["ops"]"#)
+    );
+    assert_eq!(claims.get(&["cognito:groups"]), Some(r#"["g"]"#));
+    assert_eq!(
+        claims.get(&["kubernetes.io", "namespace"]),
+        Some(r#""prod""#)
+    );
+    assert_eq!(claims.get(&["kubernetes.io.namespace"]), Some(r#""decoy""#));
+    assert_eq!(claims.get(&["esc"]), Some(r#""escaped name""#));
+    assert_eq!(claims.get(&["sub"]), Some(r#""alice""#));
+    assert_eq!(
+        claims.get(&["realm_access", "roles", "0"]),
+        None,
+        "not an object"
+    );
+    assert_eq!(claims.get(&["resource_access", "nope", "roles"]), None);
+    assert_eq!(
+        claims.get(&["nested", "a", "a"]),
+        None,
+        "a repeated nested name"
+    );
+    assert_eq!(claims.get::<&str>(&[]), None);
 }

@@ -534,3 +534,76 @@ fn a_private_key_of_the_wrong_curve_is_refused_in_words() {
         "cannot read the private key: not a ES256 key: it is a key of another type or curve"
     );
 }
+
+/// RFC 4231 §4.2, §4.3 and §4.7: test cases 1 (a 20-byte key), 2 (a key
+/// shorter than the output) and 6 (a key longer than a block, hashed
+/// first), for all three hashes. `Key::hmac` refuses secrets shorter than
+/// the hash (RFC 7518 §3.2), so the short keys go through `PreparedMac`.
+#[test]
+fn rfc_4231_test_cases_1_2_and_6() {
+    let hex = |bytes: Vec<u8>| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let cases: [(&[u8], &[u8], [&str; 3]); 3] = [
+        (
+            &[0x0b; 20],
+            b"Hi There",
+            [
+                "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+                "afd03944d84895626b0825f4ab46907f15f9dadbe4101ec682aa034c7cebc59c\
+                 faea9ea9076ede7f4af152e8b2fa9cb6",
+                "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde\
+                 daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854",
+            ],
+        ),
+        (
+            b"Jefe",
+            b"what do ya want for nothing?",
+            [
+                "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+                "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e\
+                 8e2240ca5e69e2c78b3239ecfab21649",
+                "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea250554\
+                 9758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+            ],
+        ),
+        (
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            [
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+                "4ece084485813e9088d2c63a041bc5b44f9ef1012a2b588f3cd11f05033ac4c6\
+                 0c2ef6ab4030fe8296248df163f44952",
+                "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352\
+                 6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598",
+            ],
+        ),
+    ];
+    for (secret, data, expected) in cases {
+        for (alg, mac) in [Alg::HS256, Alg::HS384, Alg::HS512]
+            .into_iter()
+            .zip(expected)
+        {
+            let key = PreparedMac::new(alg, secret).unwrap();
+            assert_eq!(hex(key.sign(data)), mac, "{alg}");
+            assert!(key.verify(data, &key.sign(data)));
+        }
+    }
+}
+
+#[test]
+fn hmac_verify_accepts_the_mac_and_nothing_else() {
+    let key = Key::hmac(None, Alg::HS256, b"0123456789abcdef0123456789abcdef").unwrap();
+    let message = b"eyJhbGciOiJIUzI1NiJ9.e30";
+    let tag = key.sign(message);
+    assert!(key.verify(message, &tag));
+    for byte in 0..tag.len() {
+        for bit in 0..8 {
+            let mut forged = tag.clone();
+            forged[byte] ^= 1 << bit;
+            assert!(!key.verify(message, &forged), "byte {byte} bit {bit}");
+        }
+    }
+    assert!(!key.verify(message, &tag[..31]));
+    assert!(!key.verify(message, &[tag.as_slice(), &[0]].concat()));
+    assert!(!key.verify(message, &[]));
+    assert!(!key.verify(b"eyJhbGciOiJIUzI1NiJ9.e31", &tag));
+}
