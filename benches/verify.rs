@@ -15,6 +15,12 @@
 //!   before any key is tried: what an unauthenticated client can make the
 //!   gateway parse.
 //!
+//! - `jwtgate/HS256_keycloak` and `jwtgate/HS256_keycloak_two_rules`: a
+//!   Keycloak-shaped token (roles at `realm_access.roles`, client roles and
+//!   scopes beside them) verified with that role claim, and the same plus
+//!   two route rules (a client role, a scope), as the gateway evaluates
+//!   them after verification.
+//!
 //! Then the ratios the targets name (jsonwebtoken ÷ HS256, bad signature ÷
 //! floor), HS256 ÷ floor and hostile header ÷ bad signature are measured
 //! again in interleaved batches and printed as medians: see
@@ -35,6 +41,7 @@ use sha2::Sha256;
 
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
+use jwtgate::rules::{Check, ClaimRule};
 
 const SECRET: &[u8] = b"bench-secret-0123456789abcdef0123456789abcdef-0123456789abcdef!!";
 const NOW: i64 = 1_800_000_000;
@@ -150,6 +157,26 @@ fn benches(c: &mut Criterion) {
     ));
     let hostile_header = || jwt::verify(black_box(&hostile), &keys, &validation, NOW).is_err();
     group.bench_function("jwtgate/hostile_header", |b| b.iter(hostile_header));
+
+    let keycloak = jwtgate::token::mint(
+        &Key::hmac(None, Alg::HS256, SECRET).unwrap(),
+        &keycloak_claims(),
+    );
+    let keycloak_validation = Validation {
+        role_claim: jwt::ClaimPath(vec!["realm_access".into(), "roles".into()]),
+        user_claim: "preferred_username".into(),
+        ..validation.clone()
+    };
+    let rules = keycloak_rules();
+    let verified = jwt::verify(&keycloak, &keys, &keycloak_validation, NOW).unwrap();
+    assert!(rules.iter().all(|rule| rule.holds(&verified.claims)));
+    let nested = || jwt::verify(black_box(&keycloak), &keys, &keycloak_validation, NOW).is_ok();
+    let nested_rules = || {
+        jwt::verify(black_box(&keycloak), &keys, &keycloak_validation, NOW)
+            .is_ok_and(|verified| rules.iter().all(|rule| rule.holds(&verified.claims)))
+    };
+    group.bench_function("jwtgate/HS256_keycloak", |b| b.iter(nested));
+    group.bench_function("jwtgate/HS256_keycloak_two_rules", |b| b.iter(nested_rules));
     group.finish();
 
     // `cargo bench` passes `--bench`; `cargo test --benches` runs each
@@ -162,6 +189,8 @@ fn benches(c: &mut Criterion) {
             &mut |n| batch(jsonwebtoken, n),
             &mut |n| batch(bad_signature, n),
             &mut |n| batch(hostile_header, n),
+            &mut |n| batch(nested, n),
+            &mut |n| batch(nested_rules, n),
         ]);
         let median = |a: usize, b: usize| {
             let mut ratios: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
@@ -172,15 +201,16 @@ fn benches(c: &mut Criterion) {
             .iter()
             .map(|t| t.iter().copied().fold(f64::MAX, f64::min))
             .collect();
-        let [ours, bare, theirs, bad, hostile] = fastest[..] else {
-            unreachable!("five contestants")
+        let [ours, bare, theirs, bad, hostile, kc, kc_rules] = fastest[..] else {
+            unreachable!("seven contestants")
         };
         eprintln!(
             "paired, {ROUNDS} rounds of {BATCH}:\n  \
              jsonwebtoken ÷ jwtgate/HS256 (target ≥ 3): median {:.2}× (fastest batches {theirs:.1} ÷ {ours:.1} ns = {:.2}×)\n  \
              jwtgate/HS256_bad_signature ÷ floor (target ≤ 2): median {:.2}× (fastest {bad:.1} ÷ {bare:.1} ns = {:.2}×)\n  \
              jwtgate/HS256 ÷ floor: median {:.2}× (fastest {ours:.1} ÷ {bare:.1} ns = {:.2}×)\n  \
-             jwtgate/hostile_header ÷ HS256_bad_signature: median {:.2}× (fastest {hostile:.1} ÷ {bad:.1} ns = {:.2}×)",
+             jwtgate/hostile_header ÷ HS256_bad_signature: median {:.2}× (fastest {hostile:.1} ÷ {bad:.1} ns = {:.2}×)\n  \
+             HS256_keycloak_two_rules ÷ HS256_keycloak (target ≤ 1.05): median {:.3}× (fastest {kc_rules:.1} ÷ {kc:.1} ns = {:.3}×)",
             median(2, 0),
             theirs / ours,
             median(3, 1),
@@ -189,8 +219,50 @@ fn benches(c: &mut Criterion) {
             ours / bare,
             median(4, 3),
             hostile / bad,
+            median(6, 5),
+            kc_rules / kc,
         );
     }
+}
+
+/// A Keycloak access token's claims (realm and client roles, scope).
+fn keycloak_claims() -> Map<String, Value> {
+    let claims = json!({
+        "exp": NOW + 300, "iat": NOW - 60, "jti": "3f1c2a9e-5b7d-4e8a-9c0b-1d2e3f4a5b6c",
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "f47ac10b-58cc-4372-a567-0e02b2c3d479",
+        "typ": "Bearer", "azp": "orders-web", "session_state": "a1b2c3d4",
+        "realm_access": { "roles": ["offline_access", "uma_authorization", "user"] },
+        "resource_access": {
+            "orders": { "roles": ["orders.read", "orders.write"] },
+            "account": { "roles": ["manage-account", "view-profile"] }
+        },
+        "scope": "openid email profile orders",
+        "email_verified": true, "preferred_username": "alice", "email": "alice@example.com",
+    });
+    match claims {
+        Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// A client role and a scope, as `[[route.claims]]` would say.
+fn keycloak_rules() -> Vec<ClaimRule> {
+    vec![
+        ClaimRule {
+            claim: jwt::ClaimPath(vec![
+                "resource_access".into(),
+                "orders".into(),
+                "roles".into(),
+            ]),
+            space_separated: false,
+            checks: vec![Check::AnyOf(vec!["orders.write".into()])],
+        },
+        ClaimRule {
+            claim: "scope".into(),
+            space_separated: true,
+            checks: vec![Check::AllOf(vec!["orders".into()])],
+        },
+    ]
 }
 
 /// `n` calls of `f`: nanoseconds per call.

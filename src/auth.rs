@@ -6,7 +6,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::jwks::Keyring;
-use crate::jwt::{self, Alg, JwtError, Roles, Validation, Verified};
+use crate::jwt::{self, Alg, JwtError, Provider, Roles, Verified};
 use crate::keys::KeySet;
 use crate::revocation::{Revocations, Revoked};
 use crate::routes::{AuthMode, Route};
@@ -36,6 +36,12 @@ pub enum AuthError {
         roles: Roles,
         required: Vec<String>,
     },
+    /// A valid token from a provider the route does not accept.
+    #[error("token of provider {provider:?} is not accepted on this route")]
+    WrongProvider { provider: String },
+    /// A valid token whose claims fail one of the route's rules.
+    #[error("token of user {} fails the rule {rule}", user.as_deref().unwrap_or("-"))]
+    ClaimRule { user: Option<String>, rule: String },
 }
 
 impl AuthError {
@@ -43,7 +49,9 @@ impl AuthError {
     /// or without the route's role), for the access log.
     pub fn user(&self) -> Option<&str> {
         match self {
-            AuthError::Revoked { user, .. } | AuthError::Forbidden { user, .. } => user.as_deref(),
+            AuthError::Revoked { user, .. }
+            | AuthError::Forbidden { user, .. }
+            | AuthError::ClaimRule { user, .. } => user.as_deref(),
             _ => None,
         }
     }
@@ -58,6 +66,8 @@ impl AuthError {
             AuthError::Token(jwt) => jwt.reason(),
             AuthError::Revoked { .. } => "revoked",
             AuthError::Forbidden { .. } => "forbidden_role",
+            AuthError::WrongProvider { .. } => "wrong_provider",
+            AuthError::ClaimRule { .. } => "forbidden_claim",
         }
     }
 }
@@ -195,7 +205,7 @@ pub fn authorize(
     route: &Route,
     token: Option<&str>,
     keys: &KeySet,
-    validation: &Validation,
+    providers: &[Provider],
     revocations: &Revocations,
     now: i64,
     measured: &mut Option<Verification>,
@@ -205,8 +215,16 @@ pub fn authorize(
     };
     let started = Instant::now();
     let mut alg = None;
-    let verified = jwt::verify_reporting_alg(token, keys, validation, now, &mut alg);
-    conclude(route, verified, revocations, alg, started, measured)
+    let verified = jwt::verify_among(token, keys, providers, now, &mut alg);
+    conclude(
+        route,
+        verified,
+        providers,
+        revocations,
+        alg,
+        started,
+        measured,
+    )
 }
 
 /// [`authorize`] against the live key set: JWKS sources, the refresh on an
@@ -215,7 +233,7 @@ pub async fn authorize_live(
     route: &Route,
     token: Option<&str>,
     keys: &Keyring,
-    validation: &Validation,
+    providers: &[Provider],
     revocations: &Revocations,
     now: i64,
     measured: &mut Option<Verification>,
@@ -225,8 +243,16 @@ pub async fn authorize_live(
     };
     let started = Instant::now();
     let mut alg = None;
-    let verified = keys.verify(token, validation, now, &mut alg).await;
-    conclude(route, verified, revocations, alg, started, measured)
+    let verified = keys.verify(token, providers, now, &mut alg).await;
+    conclude(
+        route,
+        verified,
+        providers,
+        revocations,
+        alg,
+        started,
+        measured,
+    )
 }
 
 /// The token the route needs checked; `None`: the request goes through
@@ -240,11 +266,13 @@ fn token_to_check<'t>(route: &Route, token: Option<&'t str>) -> Result<Option<&'
 }
 
 /// Records what verification cost, then applies the revocation list (after
-/// the verified-token cache, so a cached token is refused too) and the role
-/// policy.
+/// the verified-token cache, so a cached token is refused too) and the
+/// route's policy: its providers and audiences (401: the token is not for
+/// this route), then its roles and claim rules (403).
 fn conclude(
     route: &Route,
     verified: Result<Verified, JwtError>,
+    providers: &[Provider],
     revocations: &Revocations,
     alg: Option<Alg>,
     started: Instant,
@@ -262,7 +290,35 @@ fn conclude(
             why,
         });
     }
-    check_roles(route, verified).map(Some)
+    if !route.providers.is_empty() && !route.providers.contains(&verified.provider) {
+        let provider = providers.get(verified.provider).map(|p| p.name.clone());
+        return Err(AuthError::WrongProvider {
+            provider: provider.unwrap_or_default(),
+        });
+    }
+    if !route.audiences.is_empty() {
+        let aud = verified
+            .claims
+            .get(&["aud"])
+            .and_then(crate::rules::claim_values);
+        let fits =
+            aud.is_some_and(|aud| aud.iter().any(|a| route.audiences.iter().any(|x| x == a)));
+        if !fits {
+            return Err(AuthError::Token(JwtError::BadAudience));
+        }
+    }
+    let verified = check_roles(route, verified)?;
+    match route
+        .rules
+        .iter()
+        .find(|rule| !rule.holds(&verified.claims))
+    {
+        Some(rule) => Err(AuthError::ClaimRule {
+            user: verified.user,
+            rule: rule.to_string(),
+        }),
+        None => Ok(Some(verified)),
+    }
 }
 
 /// The route's role policy: any one of its roles, or any valid token.

@@ -137,6 +137,7 @@ mod tests {
     fn verified() -> Verified {
         Verified {
             alg: Alg::ES256,
+            provider: 0,
             user: Some("42".into()),
             roles: crate::jwt::Roles::default(),
             exp: Some(100),

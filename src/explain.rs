@@ -127,7 +127,7 @@ fn walk(
         route,
         token,
         &config.keys,
-        &config.validation,
+        &config.providers,
         &config.revocations,
         now,
         &mut measured,
@@ -135,11 +135,12 @@ fn walk(
         Ok(verified) => verified,
         Err(err) => {
             let status = match &err {
-                AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+                AuthError::Forbidden { .. } | AuthError::ClaimRule { .. } => StatusCode::FORBIDDEN,
                 AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-                AuthError::Missing | AuthError::Token(_) | AuthError::Revoked { .. } => {
-                    StatusCode::UNAUTHORIZED
-                }
+                AuthError::Missing
+                | AuthError::Token(_)
+                | AuthError::Revoked { .. }
+                | AuthError::WrongProvider { .. } => StatusCode::UNAUTHORIZED,
             };
             let _ = writeln!(out, "authorization: refused: {err}");
             return status;
@@ -159,14 +160,28 @@ fn walk(
         ),
     };
 
-    let identity = verified.as_ref().map(|v| Identity {
-        user: v.user.as_deref(),
-        roles: &v.roles,
+    let no_headers = Vec::new();
+    let claim_headers = verified.as_ref().map(|v| {
+        let provider = config
+            .provider_headers
+            .get(v.provider)
+            .unwrap_or(&no_headers);
+        [provider.as_slice(), route.headers.as_slice()]
     });
+    let identity = verified
+        .as_ref()
+        .zip(claim_headers.as_ref())
+        .map(|(v, claim_headers)| Identity {
+            user: v.user.as_deref(),
+            roles: &v.roles,
+            claims: &v.claims,
+            claim_headers,
+        });
     headers::remove_hop_by_hop(&mut request_headers);
     headers::prepare_request(
         &mut request_headers,
         identity,
+        &config.claim_header_names,
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         None,
     );
@@ -205,14 +220,20 @@ fn describe_token(config: &Config, token: &str, now: i64, out: &mut String) {
             let _ = writeln!(out, "token: {err}");
         }
     }
-    let mut validation = config.validation.clone();
+    let mut providers = config.providers.clone();
     let mut at = now;
     let mut failures = Vec::new();
     for _ in 0..8 {
-        match jwt::verify(token, &config.keys, &validation, at) {
+        match jwt::verify_among(token, &config.keys, &providers, at, &mut None) {
             Ok(_) => break,
             Err(err) => {
-                let relaxed = relax(&err, &mut validation, &mut at);
+                let mut relaxed = false;
+                let mut next = at;
+                for provider in &mut providers {
+                    next = at;
+                    relaxed |= relax(&err, &mut provider.validation, &mut next);
+                }
+                at = next;
                 failures.push(err);
                 if !relaxed {
                     break;
@@ -244,12 +265,19 @@ fn relax(err: &JwtError, validation: &mut Validation, at: &mut i64) -> bool {
         }
         JwtError::NotYetValid { nbf, .. } => *at = *nbf,
         JwtError::IssuedInFuture { iat, .. } => *at = *iat,
-        JwtError::BadIssuer => validation.issuers.clear(),
+        JwtError::BadIssuer => {
+            validation.issuers.clear();
+            validation.issuer_patterns.clear();
+        }
         JwtError::BadAudience => validation.audiences.clear(),
+        JwtError::BadType { .. } => validation.typ.clear(),
         JwtError::MissingClaim { claim } => {
             validation.required.retain(|c| c != claim);
             match claim.as_str() {
-                "iss" => validation.issuers.clear(),
+                "iss" => {
+                    validation.issuers.clear();
+                    validation.issuer_patterns.clear();
+                }
                 "aud" => validation.audiences.clear(),
                 _ => {}
             }

@@ -15,9 +15,9 @@ use hyper::body::Incoming;
 
 use crate::auth::{self, AuthError, Verification};
 use crate::config::Config;
-use crate::headers::{self, HostError, Identity};
+use crate::headers::{self, ClaimHeader, HostError, Identity};
 use crate::jwks::Keyring;
-use crate::jwt::{Validation, Verified};
+use crate::jwt::{Provider, Verified};
 use crate::metrics::{Gauge, Metrics, Outcome, Readiness, ReadyFlag, Series};
 use crate::revocation::Revocations;
 use crate::routes::{self, PathError, RouteError, RouteTable};
@@ -33,7 +33,11 @@ use response::error_response;
 pub struct Gateway {
     routes: RouteTable,
     keys: Arc<Keyring>,
-    validation: Validation,
+    providers: Vec<Provider>,
+    /// Per provider, the claim headers its tokens send upstream.
+    provider_headers: Vec<Vec<ClaimHeader>>,
+    /// Every configured claim header: client copies are always removed.
+    claim_header_names: Vec<http::HeaderName>,
     revocations: Arc<Revocations>,
     /// The revocation list in force, for upgraded connections that outlive
     /// the config they opened under (shared across reloads).
@@ -178,7 +182,9 @@ impl Gateway {
             series: metrics.series(&route_labels, &upstream_names),
             routes: config.routes,
             keys,
-            validation: config.validation,
+            providers: config.providers,
+            provider_headers: config.provider_headers,
+            claim_header_names: config.claim_header_names,
             revocation_feed: match previous {
                 Some(previous) => previous.revocation_feed.clone(),
                 None => Arc::new(tokio::sync::watch::Sender::new(revocations.clone())),
@@ -406,7 +412,7 @@ impl Gateway {
             route,
             token,
             &self.keys,
-            &self.validation,
+            &self.providers,
             &self.revocations,
             unix_now(),
             &mut trace.verification,
@@ -420,7 +426,19 @@ impl Gateway {
         // A WebSocket (or other) upgrade goes through only after the checks above.
         let upgrade = headers::requested_upgrade(&request);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-        rewrite_request_headers(&mut request, verified.as_ref(), client, host, request_id);
+        let provider_headers = verified
+            .as_ref()
+            .and_then(|v| self.provider_headers.get(v.provider))
+            .map_or(&[][..], Vec::as_slice);
+        let forwarded = Forwarded {
+            verified: verified.as_ref(),
+            claim_headers: [provider_headers, route.headers.as_slice()],
+            claim_header_names: &self.claim_header_names,
+            client,
+            host,
+            request_id,
+        };
+        rewrite_request_headers(&mut request, forwarded);
         if let Some(protocol) = &upgrade {
             headers::keep_upgrade(request.headers_mut(), protocol.clone());
         }
@@ -448,7 +466,9 @@ impl Gateway {
             headers::keep_upgrade(response.headers_mut(), protocol);
             let lapse = identity_lapses(
                 verified.clone(),
-                self.validation.leeway,
+                (verified.as_ref())
+                    .and_then(|v| self.providers.get(v.provider))
+                    .map_or(0, |p| p.validation.leeway),
                 self.revocation_feed.subscribe(),
             );
             tokio::spawn(upstream::tunnel(
@@ -603,26 +623,39 @@ impl RequestLimits {
     }
 }
 
-fn rewrite_request_headers(
-    request: &mut Request<Incoming>,
-    verified: Option<&Verified>,
+/// What the upstream is told about a request besides the request itself.
+struct Forwarded<'a> {
+    verified: Option<&'a Verified>,
+    /// The provider's claim headers, then the route's.
+    claim_headers: [&'a [ClaimHeader]; 2],
+    claim_header_names: &'a [http::HeaderName],
     client: SocketAddr,
     host: Option<HeaderValue>,
-    request_id: &HeaderValue,
-) {
+    request_id: &'a HeaderValue,
+}
+
+fn rewrite_request_headers(request: &mut Request<Incoming>, forwarded: Forwarded<'_>) {
     if request.version() == http::Version::HTTP_2 {
         headers::merge_cookies(request.headers_mut());
     }
-    let identity = verified.map(|v| Identity {
+    let identity = forwarded.verified.map(|v| Identity {
         user: v.user.as_deref(),
         roles: &v.roles,
+        claims: &v.claims,
+        claim_headers: &forwarded.claim_headers,
     });
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers);
-    headers::prepare_request(headers, identity, client.ip(), host);
+    headers::prepare_request(
+        headers,
+        identity,
+        forwarded.claim_header_names,
+        forwarded.client.ip(),
+        forwarded.host,
+    );
     // Set after the hop-by-hop removal, like the identity headers, so
     // `Connection: X-Request-Id` cannot keep the id from the upstream.
-    headers.insert(headers::X_REQUEST_ID, request_id.clone());
+    headers.insert(headers::X_REQUEST_ID, forwarded.request_id.clone());
 }
 
 /// Seconds since the Unix epoch.

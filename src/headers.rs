@@ -5,20 +5,25 @@
 //! - Identity: the token and every client-sent copy of an identity header are
 //!   removed, in any letter case and in the underscore spelling, which some
 //!   frameworks (CGI/WSGI, nginx's underscores_in_headers) merge with the dash
-//!   form. The gateway's own values are added last, so nothing a client
-//!   sends — `Connection: X-User-Id` included — can remove or replace them.
+//!   form; so are configured claim headers. The gateway's own values are
+//!   added last, so nothing a client sends — `Connection: X-User-Id`
+//!   included — can remove or replace them. Values are encoded by one rule
+//!   ([`encode_value`]), so no claim can put CR, LF or a second list item
+//!   into a header.
 //! - Forwarding: `X-Forwarded-For/-Proto/-Host` are set by the gateway (the
 //!   edge trusts no earlier hop), and `Forwarded` is dropped.
 //!
 //! Headers are edited in place, so repeated fields (`Set-Cookie`) survive.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::jwt::Roles;
+use crate::jwt::{ClaimPath, ClaimSet, Roles};
 
 pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub const X_ROLE: HeaderName = HeaderName::from_static("x-role");
@@ -257,8 +262,9 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
-/// Whether `name` is, or would be merged by a backend into, an identity header.
-fn is_identity_header(name: &HeaderName) -> bool {
+/// Whether `name` is, or would be merged by a backend into, an identity
+/// header: `X-User-Id`, `X-Role` or a configured claim header.
+fn is_identity_header(name: &HeaderName, claim_names: &[HeaderName]) -> bool {
     // HeaderName is already lower case; compare with '_' read as '-'.
     let spelled = |canonical: &str| {
         name.as_str().len() == canonical.len()
@@ -268,45 +274,116 @@ fn is_identity_header(name: &HeaderName) -> bool {
                 .zip(canonical.bytes())
                 .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
     };
-    spelled("x-user-id") || spelled("x-role")
+    spelled("x-user-id")
+        || spelled("x-role")
+        || claim_names.iter().any(|claim| spelled(claim.as_str()))
+}
+
+/// A header the upstream gets from a claim of the verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHeader {
+    pub name: HeaderName,
+    pub claim: ClaimPath,
 }
 
 /// The identity forwarded for a request.
 pub struct Identity<'a> {
     pub user: Option<&'a str>,
     pub roles: &'a Roles,
+    /// The token's claims, and the claim headers to send from them (a later
+    /// header of the same name replaces an earlier one).
+    pub claims: &'a ClaimSet,
+    pub claim_headers: &'a [&'a [ClaimHeader]],
 }
 
 impl Identity<'_> {
-    /// The `X-User-Id` and `X-Role` values, `None` where empty. When both
-    /// are present they are slices of one shared buffer: two allocations
-    /// (the text and its shared count), where two values of their own took
-    /// two, and two more when the replay copy of the request head cloned
-    /// them. One alone is a value of its own: one allocation.
+    /// The `X-User-Id` and `X-Role` values, `None` where empty.
     fn header_values(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
-        // Values were checked to be header-safe when the token was verified,
-        // so a refusal here is a bug; leaving the header out is the safe side.
-        let alone = |text: &str| HeaderValue::from_str(text).ok();
-        match (self.user.unwrap_or_default(), self.roles.joined()) {
-            ("", "") => (None, None),
-            (user, "") => (alone(user), None),
-            ("", roles) => (None, alone(roles)),
-            (user, roles) => {
-                let both = Bytes::from([user, roles].concat());
-                let value = |bytes: Bytes| HeaderValue::from_maybe_shared(bytes).ok();
-                (
-                    value(both.slice(..user.len())),
-                    value(both.slice(user.len()..)),
-                )
-            }
-        }
+        let user = self.user.filter(|user| !user.is_empty());
+        let user = user.and_then(|user| encoded(encode_value(user, false).into_owned()));
+        let roles = match self.roles.is_empty() {
+            true => None,
+            false => encoded(encode_list(self.roles.iter())),
+        };
+        (user, roles)
     }
 }
 
+/// The one rule for every identity value sent upstream (`X-User-Id`,
+/// `X-Role`, claim headers): percent-encoding (RFC 3986 §2.1, upper-case
+/// hex) of every byte outside visible ASCII and of `%` itself, so control
+/// characters (CR and LF among them) and non-ASCII text arrive as
+/// `%XX` of their UTF-8 bytes, and a value decodes back exactly. Inner
+/// spaces stay; a space at either end is encoded. In a list (`X-Role`, an
+/// array claim) items are joined by `,`, so a `,` inside an item is encoded
+/// too. Plain values (nearly all) are returned as they are.
+pub fn encode_value(value: &str, list_item: bool) -> Cow<'_, str> {
+    let last = value.len().saturating_sub(1);
+    let plain = |(i, b): (usize, u8)| match b {
+        b' ' => i != 0 && i != last,
+        b'%' => false,
+        b',' => !list_item,
+        b => (0x21..0x7f).contains(&b),
+    };
+    if value.bytes().enumerate().all(plain) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for (i, b) in value.bytes().enumerate() {
+        match plain((i, b)) {
+            true => out.push(char::from(b)),
+            false => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Items encoded by [`encode_value`] and joined by `,`.
+pub fn encode_list<'v>(items: impl Iterator<Item = &'v str>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&encode_value(item, true));
+    }
+    out
+}
+
+/// A claim's raw JSON as a header value: a string encoded, an array's
+/// items as a list, a number or boolean as its text, an object as its
+/// compact JSON text encoded. `None` for `null`.
+pub fn claim_header_value(raw: &str) -> Option<HeaderValue> {
+    if let Some(values) = crate::rules::claim_values(raw) {
+        let text = match raw.as_bytes().first() {
+            Some(b'[') => encode_list(values.iter().map(|v| &**v)),
+            _ => values
+                .first()
+                .map(|v| encode_value(v, false).into_owned())?,
+        };
+        return encoded(text);
+    }
+    match serde_json::from_str::<serde_json::Value>(raw).ok()? {
+        serde_json::Value::Null => None,
+        value => encoded(encode_value(&value.to_string(), false).into_owned()),
+    }
+}
+
+/// An encoded value is visible ASCII, so this cannot fail; were it to, the
+/// header is left out (the safe side), never sent broken.
+fn encoded(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(text)).ok()
+}
+
 /// Prepares request headers for the upstream. Call after `remove_hop_by_hop`.
+/// `claim_names` are every configured claim header's name: client copies of
+/// them are removed on every route, like `X-User-Id` and `X-Role`.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     identity: Option<Identity<'_>>,
+    claim_names: &[HeaderName],
     client_ip: IpAddr,
     host: Option<HeaderValue>,
 ) {
@@ -314,7 +391,7 @@ pub fn prepare_request(
     headers.remove(header::FORWARDED);
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_identity_header(n))
+        .filter(|n| is_identity_header(n, claim_names))
         .cloned()
         .collect();
     for name in spoofed {
@@ -328,6 +405,13 @@ pub fn prepare_request(
         }
         if let Some(roles) = roles {
             headers.insert(X_ROLE, roles);
+        }
+        for claim_header in identity.claim_headers.iter().flat_map(|list| list.iter()) {
+            let value = (identity.claims.get(&claim_header.claim.0)).and_then(claim_header_value);
+            match value {
+                Some(value) => headers.insert(claim_header.name.clone(), value),
+                None => headers.remove(&claim_header.name),
+            };
         }
     }
 
@@ -470,7 +554,7 @@ mod tests {
             ("x_ROLE", "admin"),
             ("x-user-identity", "kept"),
         ]);
-        prepare_request(&mut h, None, IP, None);
+        prepare_request(&mut h, None, &[], IP, None);
         assert!(h.get("x-user-id").is_none());
         assert!(h.get("x-role").is_none());
         assert!(h.get("x_user_id").is_none());
@@ -487,7 +571,10 @@ mod tests {
             Some(Identity {
                 user: Some("42"),
                 roles: &roles,
+                claims: &ClaimSet::default(),
+                claim_headers: &[],
             }),
+            &[],
             IP,
             None,
         );
@@ -515,7 +602,13 @@ mod tests {
                 ("X_User_Id", "evil"),
                 ("x_role", "admin"),
             ]);
-            prepare_request(&mut h, Some(Identity { user, roles }), IP, None);
+            let identity = Identity {
+                user,
+                roles,
+                claims: &ClaimSet::default(),
+                claim_headers: &[],
+            };
+            prepare_request(&mut h, Some(identity), &[], IP, None);
             let copy = h.clone();
             drop(h);
             let values = |name: &str| -> Vec<String> {
@@ -543,7 +636,10 @@ mod tests {
             Some(Identity {
                 user: Some("42"),
                 roles: &roles,
+                claims: &ClaimSet::default(),
+                claim_headers: &[],
             }),
+            &[],
             IP,
             None,
         );
@@ -759,6 +855,7 @@ mod tests {
         prepare_request(
             &mut h,
             None,
+            &[],
             IP,
             Some(HeaderValue::from_static("api.example.com")),
         );
@@ -766,5 +863,87 @@ mod tests {
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "api.example.com");
         assert!(h.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn identity_values_are_percent_encoded_by_one_rule() {
+        assert_eq!(encode_value("alice", false), "alice");
+        assert_eq!(encode_value("Jane Doe", false), "Jane Doe");
+        assert_eq!(encode_value("Développeurs", false), "D%C3%A9veloppeurs");
+        assert_eq!(
+            encode_value("a\r\nX-Role: admin", false),
+            "a%0D%0AX-Role: admin"
+        );
+        assert_eq!(encode_value("100%", false), "100%25");
+        assert_eq!(encode_value(" padded ", false), "%20padded%20");
+        assert_eq!(encode_value("CN=Admins,OU=x", false), "CN=Admins,OU=x");
+        assert_eq!(encode_value("CN=Admins,OU=x", true), "CN=Admins%2COU=x");
+        assert_eq!(encode_list(["a", "b,c", "é"].into_iter()), "a,b%2Cc,%C3%A9");
+        // Every value makes a valid header value, whatever its bytes.
+        let every: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        assert!(HeaderValue::from_str(&encode_value(&every, true)).is_ok());
+    }
+
+    #[test]
+    fn claim_headers_carry_claims_and_client_copies_never_pass() {
+        let claims = ClaimSet::parse_for_tests(
+            r#"{"email":"a@example.com","groups":["Développeurs","CN=Admins,OU=x"],
+                "kubernetes.io":{"namespace":"prod"},"n":42,"obj":{"a":[1,2]},"nul":null}"#,
+        );
+        let header = |name: &str, claim: &[&str]| ClaimHeader {
+            name: HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            claim: ClaimPath(claim.iter().map(|s| (*s).to_owned()).collect()),
+        };
+        let provider = [
+            header("x-email", &["email"]),
+            header("x-groups", &["groups"]),
+            header("x-ns", &["kubernetes.io", "namespace"]),
+            header("x-n", &["n"]),
+        ];
+        let route = [
+            header("x-obj", &["obj"]),
+            header("x-email", &["n"]),
+            header("x-nul", &["nul"]),
+            header("x-absent", &["nope"]),
+        ];
+        let names: Vec<HeaderName> = provider
+            .iter()
+            .chain(&route)
+            .map(|h| h.name.clone())
+            .collect();
+        let mut h = map(&[
+            ("x-email", "spoof"),
+            ("X_Groups", "admin"),
+            ("x-absent", "spoof"),
+            ("x-nul", "spoof"),
+        ]);
+        let roles = Roles::default();
+        let identity = Identity {
+            user: Some("42"),
+            roles: &roles,
+            claims: &claims,
+            claim_headers: &[&provider, &route],
+        };
+        prepare_request(&mut h, Some(identity), &names, IP, None);
+        assert_eq!(
+            h.get_all("x-email").iter().collect::<Vec<_>>(),
+            ["42"],
+            "the route's wins"
+        );
+        assert_eq!(
+            h.get("x-groups").unwrap(),
+            "D%C3%A9veloppeurs,CN=Admins%2COU=x"
+        );
+        assert!(h.get("x_groups").is_none());
+        assert_eq!(h.get("x-ns").unwrap(), "prod");
+        assert_eq!(h.get("x-n").unwrap(), "42");
+        assert_eq!(h.get("x-obj").unwrap(), r#"{"a":[1,2]}"#);
+        assert!(h.get("x-nul").is_none() && h.get("x-absent").is_none());
+
+        // Without a token (a public route) the client's copies still go.
+        let mut h = map(&[("x-email", "spoof"), ("x-ns", "spoof"), ("x-other", "kept")]);
+        prepare_request(&mut h, None, &names, IP, None);
+        assert!(h.get("x-email").is_none() && h.get("x-ns").is_none());
+        assert_eq!(h.get("x-other").unwrap(), "kept");
     }
 }

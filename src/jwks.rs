@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::cache::{CacheStats, TokenCache};
-use crate::jwt::{self, Alg, JwtError, Validation, Verified};
+use crate::jwt::{self, Alg, JwtError, Provider, Verified};
 use crate::keys::{Key, KeyError, KeySet};
 use crate::metrics::ReadyFlag;
 
@@ -203,6 +203,8 @@ pub struct Source {
     /// Least time between two fetches triggered by unknown `kid`s (and
     /// between retries after a failure). Defaults to 30 s.
     pub cooldown: Duration,
+    /// The provider whose tokens its keys verify (see `Key::provider`).
+    pub provider: usize,
 }
 
 /// State of one remote source.
@@ -404,7 +406,9 @@ impl Keyring {
                     remote.source.issuer.as_deref(),
                     remote.source.default_alg,
                 )?;
-                Ok((body, keys))
+                let provider = remote.source.provider;
+                let keys = keys.into_iter().map(|key| key.for_provider(provider));
+                Ok((body, keys.collect::<Vec<_>>()))
             });
         match result {
             Ok((body, keys)) => {
@@ -462,7 +466,7 @@ impl Keyring {
     pub async fn verify(
         &self,
         token: &str,
-        validation: &Validation,
+        providers: &[Provider],
         now: i64,
         alg_seen: &mut Option<Alg>,
     ) -> Result<Verified, JwtError> {
@@ -473,21 +477,22 @@ impl Keyring {
         // Only worth a hash and a lock when a public key could be involved;
         // an HMAC-only deployment never touches the cache.
         if !self.cache.enabled() || !public {
-            return self.verify_uncached(token, validation, now, alg_seen).await;
+            return self.verify_uncached(token, providers, now, alg_seen).await;
         }
         let cache_key = TokenCache::key(token);
         if let Some(verified) = self.cache.get(&cache_key, generation, now) {
             *alg_seen = Some(verified.alg);
             return Ok(verified);
         }
-        let verified = self.verify_uncached(token, validation, now, alg_seen).await;
+        let verified = self.verify_uncached(token, providers, now, alg_seen).await;
         if alg_seen.is_some_and(|alg| !alg.is_hmac()) {
             self.cache.count_miss();
         }
         let verified = verified?;
         if let (false, Some(exp)) = (verified.alg.is_hmac(), verified.exp) {
             // The verifier refuses from exp + leeway on; so does the cache.
-            let dies_at = exp.saturating_add(validation.leeway);
+            let leeway = (providers.get(verified.provider)).map_or(0, |p| p.validation.leeway);
+            let dies_at = exp.saturating_add(leeway);
             // Keyed to the generation seen before verifying: a refresh
             // meanwhile makes the entry dead on arrival, which is safe.
             self.cache
@@ -511,11 +516,11 @@ impl Keyring {
     async fn verify_uncached(
         &self,
         token: &str,
-        validation: &Validation,
+        providers: &[Provider],
         now: i64,
         alg_seen: &mut Option<Alg>,
     ) -> Result<Verified, JwtError> {
-        let first = jwt::verify_reporting_alg(token, &self.current(), validation, now, alg_seen);
+        let first = jwt::verify_among(token, &self.current(), providers, now, alg_seen);
         if !matches!(first, Err(JwtError::UnknownKid { .. })) || self.remotes.is_empty() {
             return first;
         }
@@ -527,7 +532,7 @@ impl Keyring {
         if self.current().generation() == before {
             return first;
         }
-        jwt::verify(token, &self.current(), validation, now)
+        jwt::verify_among(token, &self.current(), providers, now, &mut None)
     }
 }
 

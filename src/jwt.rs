@@ -26,8 +26,10 @@ use claims::{check_claims, parse_claims};
 use header::with_header;
 pub use header::{MAX_HEADER_LEN, MAX_HEADER_MEMBERS};
 
-/// Longest token accepted, in bytes. Bounds the work an attacker can ask for;
-/// real access tokens are well under 2 KiB.
+/// Longest token accepted by default, in bytes. Bounds the work an attacker
+/// can ask for; most access tokens are well under 2 KiB (`[jwt]` keeps this
+/// limit; a provider's `max_token_bytes` may raise it for issuers such as
+/// Entra ID, whose group claims grow large).
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// Signature algorithms a key can be bound to (RFC 7518 §3.1, RFC 8037 §3.1).
@@ -117,21 +119,31 @@ impl fmt::Display for Alg {
     }
 }
 
-/// What a token must satisfy besides its signature. Built once from the config.
+/// What a token must satisfy besides its signature: one provider's rules.
+/// Built once from the config.
 #[derive(Clone, Debug)]
 pub struct Validation {
     /// Allowed clock skew on `exp`, `nbf` and `iat`, in seconds. Defaults to 30.
     pub leeway: i64,
-    /// `iss` must equal one of these. Empty: `iss` is not checked.
+    /// `iss` must equal one of these. Empty (and no `issuer_patterns`):
+    /// `iss` is not checked.
     pub issuers: Vec<String>,
+    /// `iss` may also be `prefix` + one tenant + `suffix`, the tenant any
+    /// non-empty text without `/` (an issuer template with `tenants = ["*"]`).
+    pub issuer_patterns: Vec<(String, String)>,
     /// `aud` (string or array) must contain one of these. Empty: not checked.
     pub audiences: Vec<String>,
     /// Claims that must be present. Defaults to `["exp"]`.
     pub required: Vec<String>,
     /// Claim forwarded as the user id (string or integer). Defaults to `sub`.
-    pub user_claim: String,
+    pub user_claim: ClaimPath,
     /// Claim holding the role(s) (string or array of strings). Defaults to `role`.
-    pub role_claim: String,
+    pub role_claim: ClaimPath,
+    /// Accepted JOSE `typ` values, lower case without `application/`
+    /// (RFC 9068 §4). Empty: not checked.
+    pub typ: Vec<String>,
+    /// Longest token accepted, in bytes. Defaults to [`MAX_TOKEN_LEN`].
+    pub max_token_bytes: usize,
 }
 
 impl Default for Validation {
@@ -139,10 +151,76 @@ impl Default for Validation {
         Validation {
             leeway: 30,
             issuers: Vec::new(),
+            issuer_patterns: Vec::new(),
             audiences: Vec::new(),
             required: vec!["exp".to_owned()],
-            user_claim: "sub".to_owned(),
-            role_claim: "role".to_owned(),
+            user_claim: ClaimPath::from("sub"),
+            role_claim: ClaimPath::from("role"),
+            typ: Vec::new(),
+            max_token_bytes: MAX_TOKEN_LEN,
+        }
+    }
+}
+
+impl Validation {
+    /// Whether `iss` is one of this provider's issuers.
+    pub fn accepts_issuer(&self, iss: &str) -> bool {
+        self.issuers.iter().any(|issuer| issuer == iss)
+            || (self.issuer_patterns.iter()).any(|(prefix, suffix)| {
+                iss.strip_prefix(prefix.as_str())
+                    .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                    .is_some_and(|tenant| !tenant.is_empty() && !tenant.contains('/'))
+            })
+    }
+
+    /// Whether issuers are checked at all.
+    pub fn checks_issuer(&self) -> bool {
+        !self.issuers.is_empty() || !self.issuer_patterns.is_empty()
+    }
+}
+
+/// Who issues tokens: a name, and what its tokens must satisfy. Its keys
+/// carry its index in the gateway's provider list ([`Key::provider`]).
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub name: String,
+    pub validation: Validation,
+}
+
+/// Where a claim is: a top-level name (which may hold dots, slashes and
+/// colons: `https://example.com/roles`, `cognito:groups`), or a path of
+/// names into nested objects (`["realm_access", "roles"]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimPath(pub Vec<String>);
+
+impl From<&str> for ClaimPath {
+    fn from(name: &str) -> ClaimPath {
+        ClaimPath(vec![name.to_owned()])
+    }
+}
+
+impl From<String> for ClaimPath {
+    fn from(name: String) -> ClaimPath {
+        ClaimPath(vec![name])
+    }
+}
+
+impl ClaimPath {
+    /// The top-level name, when the path is just one.
+    pub fn name(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [name] => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// `sub`, or `["realm_access","roles"]` for a path, as the config spells it.
+impl fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{:?}", self.0),
         }
     }
 }
@@ -151,7 +229,10 @@ impl Default for Validation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub alg: Alg,
-    /// The user claim, as forwarded in `X-User-Id`.
+    /// The index of the provider whose keys verified it.
+    pub provider: usize,
+    /// The user claim, decoded: `X-User-Id` carries it percent-encoded
+    /// where it is not header-safe.
     pub user: Option<String>,
     pub roles: Roles,
     pub exp: Option<i64>,
@@ -163,37 +244,34 @@ pub struct Verified {
     pub claims: ClaimSet,
 }
 
-/// The roles a token carries, held as the `X-Role` value the upstream
-/// gets: joined by `,`. Each role is non-empty, header-safe and has no
-/// comma, so the value splits back exactly. One allocation per token,
-/// none per role, and no join per request.
+/// The roles a token carries, decoded; `X-Role` joins them by `,`,
+/// each percent-encoded where it is not header-safe.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Roles(String);
+pub struct Roles(Vec<String>);
 
 impl Roles {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.split(',').filter(|role| !role.is_empty())
+        self.0.iter().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// The roles joined by `,`: the `X-Role` header value.
-    pub fn joined(&self) -> &str {
-        &self.0
+    pub fn new(roles: Vec<String>) -> Roles {
+        Roles(roles)
     }
 
     #[cfg(test)]
     pub(crate) fn of(roles: &[&str]) -> Roles {
-        Roles(roles.join(","))
+        Roles(roles.iter().map(|role| (*role).to_owned()).collect())
     }
 }
 
 /// `a, b`, for messages.
 impl fmt::Display for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.replace(',', ", "))
+        f.write_str(&self.0.join(", "))
     }
 }
 
@@ -218,7 +296,7 @@ impl fmt::Display for Segment {
 /// Why a token was refused. Each variant is one reason a log line or metric names.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
-    #[error("token longer than {MAX_TOKEN_LEN} bytes")]
+    #[error("token longer than the provider's max_token_bytes")]
     TooLong,
     #[error("token has {parts} dot-separated parts, a JWS has 3")]
     PartCount { parts: usize },
@@ -234,6 +312,8 @@ pub enum JwtError {
     Crit,
     #[error("no key with kid {kid:?}")]
     UnknownKid { kid: String },
+    #[error("typ {typ:?} is not accepted")]
+    BadType { typ: Option<String> },
     /// The token may be valid, but a key source that could hold its key has
     /// never loaded (e.g. the JWKS endpoint is down since start-up): the
     /// gateway, not the client, is at fault.
@@ -289,6 +369,7 @@ impl JwtError {
             JwtError::Expired { .. } => "expired",
             JwtError::NotYetValid { .. } | JwtError::IssuedInFuture { .. } => "not_yet_valid",
             JwtError::BadIssuer => "bad_issuer",
+            JwtError::BadType { .. } => "bad_typ",
             JwtError::BadAudience => "bad_audience",
             JwtError::MissingClaim { .. } | JwtError::InvalidClaim { .. } => "invalid_claims",
         }
@@ -307,9 +388,10 @@ impl JwtError {
             | JwtError::AlgNotAllowed { .. }
             | JwtError::AlgMismatch { .. }
             | JwtError::UnsupportedAlg { .. } => "the token signature is invalid",
-            JwtError::BadIssuer | JwtError::IssuerNotBound { .. } | JwtError::BadAudience => {
-                "the token is not for this service"
-            }
+            JwtError::BadIssuer
+            | JwtError::IssuerNotBound { .. }
+            | JwtError::BadAudience
+            | JwtError::BadType { .. } => "the token is not for this service",
             JwtError::KeysUnavailable { .. } => "the signing keys are not available yet",
             JwtError::MissingClaim { .. } | JwtError::InvalidClaim { .. } => {
                 "the token claims are invalid"
@@ -345,12 +427,71 @@ pub fn verify_reporting_alg(
     now: i64,
     alg_seen: &mut Option<Alg>,
 ) -> Result<Verified, JwtError> {
-    if token.len() > MAX_TOKEN_LEN {
+    verify_for(token, keys, validation, None, now, alg_seen)
+}
+
+/// Verifies a token issued by one of `providers`: its `iss`, read before
+/// the signature is checked only to choose, picks the provider, whose keys
+/// alone may then verify it and whose rules it must satisfy. A provider
+/// that checks no issuer takes the tokens no other provider claims.
+pub fn verify_among(
+    token: &str,
+    keys: &KeySet,
+    providers: &[Provider],
+    now: i64,
+    alg_seen: &mut Option<Alg>,
+) -> Result<Verified, JwtError> {
+    if let [only] = providers {
+        return verify_for(token, keys, &only.validation, None, now, alg_seen);
+    }
+    let longest = (providers.iter())
+        .map(|provider| provider.validation.max_token_bytes)
+        .max()
+        .unwrap_or(MAX_TOKEN_LEN);
+    if token.len() > longest {
+        return Err(JwtError::TooLong);
+    }
+    let (_, _, payload_b64, _) = split(token)?;
+    let payload = decode(payload_b64, Segment::Payload)?;
+    let iss = claims::issuer(&payload)?;
+    let chosen = (providers.iter())
+        .position(|p| {
+            iss.as_deref()
+                .is_some_and(|iss| p.validation.accepts_issuer(iss))
+        })
+        .or_else(|| (providers.iter()).position(|p| !p.validation.checks_issuer()));
+    match chosen {
+        Some(index) => {
+            let validation = &providers[index].validation;
+            let verified = verify_for(token, keys, validation, Some(index), now, alg_seen)?;
+            Ok(Verified {
+                provider: index,
+                ..verified
+            })
+        }
+        None if iss.is_none() => Err(JwtError::MissingClaim {
+            claim: "iss".to_owned(),
+        }),
+        None => Err(JwtError::BadIssuer),
+    }
+}
+
+/// Verifies with the keys of `provider` (all keys when `None`).
+fn verify_for(
+    token: &str,
+    keys: &KeySet,
+    validation: &Validation,
+    provider: Option<usize>,
+    now: i64,
+    alg_seen: &mut Option<Alg>,
+) -> Result<Verified, JwtError> {
+    if token.len() > validation.max_token_bytes {
         return Err(JwtError::TooLong);
     }
     let (signing_input, header_b64, payload_b64, signature_b64) = split(token)?;
+    let candidates = Candidates { keys, provider };
 
-    let (alg, key) = with_header(header_b64, |alg, kid| {
+    let (alg, kid, key, signature) = with_header(header_b64, |alg, kid, typ| {
         *alg_seen = Some(alg);
         let signature = decode(signature_b64, Segment::Signature)?;
         if alg
@@ -359,7 +500,17 @@ pub fn verify_reporting_alg(
         {
             return Err(JwtError::BadSignature);
         }
-        Ok((alg, select_key(keys, kid, alg, signing_input, &signature)?))
+        let key = select_key(candidates, kid, alg, signing_input, &signature)?;
+        // RFC 8725 §3.11: the type tells an access token from an ID or a
+        // logout token whose claims would pass as well.
+        if !validation.typ.is_empty()
+            && !typ.is_some_and(|typ| validation.typ.iter().any(|t| typ_is(typ, t)))
+        {
+            return Err(JwtError::BadType {
+                typ: typ.map(str::to_owned),
+            });
+        }
+        Ok((alg, kid.map(str::to_owned), key, signature))
     })?;
 
     let payload =
@@ -370,14 +521,22 @@ pub fn verify_reporting_alg(
     let claims = parse_claims(payload.as_bytes(), validation)?;
     check_claims(&claims, validation, now)?;
     // A key bound to an issuer vouches only for that issuer's tokens: a
-    // token signed by IdP B must not claim to come from IdP A.
+    // token signed by IdP B must not claim to come from IdP A. Where
+    // issuers share keys (one key set under two issuer spellings), another
+    // key of the token's issuer that verifies it will do.
     if let Some(bound) = &key.issuer
         && claims.iss.as_deref() != Some(bound.as_str())
     {
-        return Err(JwtError::IssuerNotBound {
-            kid: key.kid.clone(),
-            issuer: bound.clone(),
-        });
+        let iss = claims.iss.as_deref();
+        let mut others = candidates
+            .matching(kid.as_deref(), alg)
+            .filter(|other| other.issuer.is_none() || other.issuer.as_deref() == iss);
+        if !others.any(|other| other.verify(signing_input.as_bytes(), &signature)) {
+            return Err(JwtError::IssuerNotBound {
+                kid: key.kid.clone(),
+                issuer: bound.clone(),
+            });
+        }
     }
 
     let index = ClaimSet::index(&payload, &claims.members);
@@ -390,6 +549,7 @@ pub fn verify_reporting_alg(
     );
     Ok(Verified {
         alg,
+        provider: provider.unwrap_or(0),
         user,
         roles,
         exp,
@@ -397,6 +557,57 @@ pub fn verify_reporting_alg(
         jti,
         claims: ClaimSet::new(payload, index),
     })
+}
+
+/// RFC 9068 §4 / RFC 8725 §3.11: `typ` compared without case and with or
+/// without the `application/` prefix; `expected` is in that form already.
+fn typ_is(typ: &str, expected: &str) -> bool {
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case(expected)
+}
+
+/// The keys a token may be verified with: one provider's, or all.
+#[derive(Clone, Copy)]
+pub(super) struct Candidates<'k> {
+    keys: &'k KeySet,
+    provider: Option<usize>,
+}
+
+impl<'k> Candidates<'k> {
+    fn of_provider(self, key: &Key) -> bool {
+        self.provider
+            .is_none_or(|provider| key.provider == provider)
+    }
+
+    fn by_kid<'s>(self, kid: &'s str) -> impl Iterator<Item = &'k Key> + use<'k, 's> {
+        self.keys
+            .by_kid(kid)
+            .filter(move |key| self.of_provider(key))
+    }
+
+    fn by_alg(self, alg: Alg) -> impl Iterator<Item = &'k Key> {
+        self.keys
+            .by_alg(alg)
+            .filter(move |key| self.of_provider(key))
+    }
+
+    /// The keys of `alg` a token with `kid` may have been signed with.
+    fn matching<'s>(
+        self,
+        kid: Option<&'s str>,
+        alg: Alg,
+    ) -> impl Iterator<Item = &'k Key> + use<'k, 's> {
+        let named = kid.into_iter().flat_map(move |kid| self.by_kid(kid));
+        let any = kid
+            .is_none()
+            .then(|| self.by_alg(alg))
+            .into_iter()
+            .flatten();
+        named.chain(any).filter(move |key| key.alg == alg)
+    }
 }
 
 /// Splits `header.payload.signature`, returning the signing input too.
@@ -426,18 +637,22 @@ pub(super) fn split(token: &str) -> Result<(&str, &str, &str, &str), JwtError> {
 /// algorithm is tried (key rotation). When no key decides and a key source
 /// has not loaded yet, the answer is "unavailable", not "invalid".
 pub(super) fn select_key<'k>(
-    keys: &'k KeySet,
+    keys: Candidates<'k>,
     kid: Option<&str>,
     alg: Alg,
     signing_input: &str,
     signature: &[u8],
 ) -> Result<&'k Key, JwtError> {
     let unavailable = || JwtError::KeysUnavailable {
-        pending: keys.pending(),
+        pending: keys.keys.pending(),
     };
     // Key sources (JWKS) hold only public keys, so a missing one can never
     // decide an HMAC token: those stay 401, never 503.
-    let pending = if alg.is_hmac() { 0 } else { keys.pending() };
+    let pending = if alg.is_hmac() {
+        0
+    } else {
+        keys.keys.pending()
+    };
     if let Some(kid) = kid {
         let mut named = keys.by_kid(kid).peekable();
         let Some(first) = named.peek().copied() else {

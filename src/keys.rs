@@ -30,6 +30,9 @@ pub struct Key {
     pub alg: Alg,
     /// When set, only tokens whose `iss` equals this are accepted with this key.
     pub issuer: Option<String>,
+    /// The index of the provider whose tokens this key verifies (0: `[jwt]`,
+    /// or the only provider).
+    pub provider: usize,
     material: Material,
 }
 
@@ -180,6 +183,7 @@ impl Key {
             kid,
             alg,
             issuer: None,
+            provider: 0,
             material,
         }
     }
@@ -187,6 +191,12 @@ impl Key {
     /// Binds the key to an issuer (see [`Key::issuer`]).
     pub fn for_issuer(mut self, issuer: Option<String>) -> Key {
         self.issuer = issuer;
+        self
+    }
+
+    /// Gives the key to a provider (see [`Key::provider`]).
+    pub fn for_provider(mut self, provider: usize) -> Key {
+        self.provider = provider;
         self
     }
 

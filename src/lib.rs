@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reload;
 pub mod revocation;
 pub mod routes;
+pub mod rules;
 pub mod server;
 pub mod tls;
 pub mod token;

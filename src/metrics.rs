@@ -160,9 +160,12 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "not_yet_valid",
     "bad_issuer",
     "bad_audience",
+    "bad_typ",
+    "wrong_provider",
     "invalid_claims",
     "revoked",
     "forbidden_role",
+    "forbidden_claim",
     "other",
 ];
 

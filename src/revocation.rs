@@ -280,6 +280,7 @@ mod tests {
     fn token(user: &str, jti: Option<&str>, iat: Option<i64>) -> Verified {
         Verified {
             alg: Alg::HS256,
+            provider: 0,
             user: Some(user.to_owned()),
             roles: crate::jwt::Roles::default(),
             exp: None,

@@ -41,6 +41,15 @@ pub struct Route {
     pub roles: Vec<String>,
     /// Index into the gateway's upstream list.
     pub upstream: usize,
+    /// The providers whose tokens the route accepts (indexes into the
+    /// config's providers). Empty: any.
+    pub providers: Vec<usize>,
+    /// `aud` must also hold one of these. Empty: only the provider's check.
+    pub audiences: Vec<String>,
+    /// Rules on claims; every one must hold.
+    pub rules: Vec<crate::rules::ClaimRule>,
+    /// Claim headers of this route, after (and over) the provider's.
+    pub headers: Vec<crate::headers::ClaimHeader>,
 }
 
 impl Route {
@@ -255,6 +264,10 @@ mod tests {
 
     fn route(prefix: &str, methods: Option<Vec<Method>>) -> Route {
         Route {
+            providers: Vec::new(),
+            audiences: Vec::new(),
+            rules: Vec::new(),
+            headers: Vec::new(),
             prefix: prefix.to_owned(),
             methods,
             auth: AuthMode::Required,
@@ -334,6 +347,10 @@ mod tests {
         let t = RouteTable::new(vec![
             route("/orders", Some(vec![Method::GET])),
             Route {
+                providers: Vec::new(),
+                audiences: Vec::new(),
+                rules: Vec::new(),
+                headers: Vec::new(),
                 auth: AuthMode::None,
                 ..route("/orders", Some(vec![Method::POST]))
             },

@@ -116,10 +116,6 @@ async fn every_invalid_token_gets_401_invalid_token_and_never_reaches_the_upstre
             let h = B64.encode(r#"{"alg":"HS512","kid":"k1"}"#);
             sign(&format!("{h}.{payload}"))
         }),
-        (
-            "role with CRLF",
-            mint(json!({"sub": "42", "role": "user\r\nX-Role: admin", "exp": now + 900})),
-        ),
     ];
     for (name, bad) in cases {
         let reply = gateway.client().get("/orders", Some(&bad)).await;
@@ -367,4 +363,24 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         assert_eq!(reply.status, status, "{claims}");
     }
     assert_eq!(upstream.count(), 2);
+}
+
+/// A claim holding CR/LF is not a reason to refuse the token on routes
+/// that do not look at it; it arrives percent-encoded, one header, no
+/// injected line.
+#[tokio::test]
+async fn a_role_with_crlf_arrives_encoded_and_injects_nothing() {
+    let (upstream, gateway) = setup().await;
+    let now = unix_now();
+    let token =
+        mint(json!({"sub": "4\n2", "role": ["user\r\nX-Role: admin", "a,b"], "exp": now + 900}));
+    let reply = gateway.client().get("/orders", Some(&token)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-user-id"), Some("4%0A2"));
+    assert_eq!(seen.header("x-role"), Some("user%0D%0AX-Role: admin,a%2Cb"));
+    assert_eq!(seen.headers.get_all("x-role").iter().count(), 1);
+    // Not an admin: the smuggled text is one role, and not "admin".
+    let admin = gateway.client().get("/admin", Some(&token)).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
 }

@@ -475,7 +475,10 @@ upstream = "app"
         "a file source is loaded with the config"
     );
     let token = a.token();
-    let validation = jwtgate::jwt::Validation::default();
+    let validation = [jwtgate::jwt::Provider {
+        name: "jwt".to_owned(),
+        validation: jwtgate::jwt::Validation::default(),
+    }];
     for _ in 0..3 {
         let verified = gateway
             .keyring()

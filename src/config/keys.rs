@@ -8,15 +8,254 @@ use toml::Spanned;
 
 use super::duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use super::error::{Invalid, invalid};
-use super::raw::RawJwt;
+use super::raw::{RawClaimPath, RawJwt, RawProvider};
+use crate::headers::ClaimHeader;
 use crate::jwks::{self, Location, Source};
-use crate::jwt::{Alg, Validation};
-use crate::keys::{Key, KeyError, KeySet};
+use crate::jwt::{Alg, ClaimPath, Provider, Validation};
+use crate::keys::{Key, KeyError};
+
+/// `[jwt]` as a provider, or `[[provider]]` tables: each provider's rules,
+/// keys (stamped with its index) and key sources, in config order.
+pub(super) struct Providers {
+    pub(super) providers: Vec<Provider>,
+    /// Per provider, the claim headers its tokens send upstream.
+    pub(super) headers: Vec<Vec<ClaimHeader>>,
+    pub(super) keys: Vec<Key>,
+    pub(super) sources: Vec<Source>,
+}
+
+/// Validates `[jwt]` and every `[[provider]]`. `[jwt]` is a provider (the
+/// first, named "jwt") when it has keys or when no `[[provider]]` exists.
+pub(super) fn validate_providers(
+    jwt: RawJwt,
+    raw_providers: Vec<Spanned<RawProvider>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Providers, Invalid> {
+    let mut all = Providers {
+        providers: Vec::new(),
+        headers: Vec::new(),
+        keys: Vec::new(),
+        sources: Vec::new(),
+    };
+    let jwt_has_keys = !jwt.keys.is_empty() || !jwt.jwks.is_empty();
+    if jwt_has_keys || raw_providers.is_empty() {
+        let (validation, keys, sources) = validate_jwt(jwt, env, "jwt", 0)?;
+        all.providers.push(Provider {
+            name: "jwt".to_owned(),
+            validation,
+        });
+        all.headers.push(Vec::new());
+        all.keys.extend(keys);
+        all.sources.extend(sources);
+    }
+    let mut names = HashSet::from(["jwt".to_owned()]);
+    for (i, raw) in raw_providers.into_iter().enumerate() {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let at = |field: &str| format!("provider[{i}].{field}");
+        if !names.insert(raw.name.get_ref().clone()) || raw.name.get_ref().is_empty() {
+            return Err(invalid(
+                &raw.name,
+                at("name"),
+                format!(
+                    "{:?} is empty or names another provider",
+                    raw.name.get_ref()
+                ),
+            ));
+        }
+        let index = all.providers.len();
+        let (issuers, issuer_patterns) = issuers(&raw, &at)?;
+        let as_jwt = RawJwt {
+            issuers: Vec::new(),
+            audiences: raw.audiences,
+            leeway: raw.leeway,
+            require: raw.require,
+            user_claim: raw.user_claim,
+            role_claim: raw.role_claim,
+            query_param: None,
+            keys: raw.keys,
+            jwks: raw.jwks,
+            verified_cache: None,
+        };
+        let prefix = format!("provider[{i}]");
+        let (mut validation, keys, sources) = validate_jwt(as_jwt, env, &prefix, index)?;
+        if keys.is_empty() && sources.is_empty() {
+            return Err(Invalid {
+                span: Some(span),
+                key: prefix,
+                message: "a provider needs [[provider.keys]] or [[provider.jwks]]".to_owned(),
+            });
+        }
+        validation.issuers = issuers;
+        validation.issuer_patterns = issuer_patterns;
+        validation.typ = match raw.typ {
+            Some(typ) if typ.get_ref().iter().any(String::is_empty) => {
+                return Err(invalid(&typ, at("typ"), "a typ cannot be empty"));
+            }
+            Some(typ) => (typ.into_inner().iter())
+                .map(|t| {
+                    let t = t.to_ascii_lowercase();
+                    t.strip_prefix("application/")
+                        .map(str::to_owned)
+                        .unwrap_or(t)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        validation.max_token_bytes = match raw.max_token_bytes {
+            Some(max) if !(1024..=1024 * 1024).contains(max.get_ref()) => {
+                return Err(invalid(
+                    &max,
+                    at("max_token_bytes"),
+                    "must be 1024 to 1048576",
+                ));
+            }
+            Some(max) => max.into_inner(),
+            None => 16 * 1024,
+        };
+        all.headers
+            .push(claim_headers(raw.headers, &at("headers"))?);
+        all.providers.push(Provider {
+            name: raw.name.into_inner(),
+            validation,
+        });
+        all.keys.extend(keys);
+        all.sources.extend(sources);
+    }
+    Ok(all)
+}
+
+/// Exact issuers, and templates open to any tenant as prefix and suffix.
+type Issuers = (Vec<String>, Vec<(String, String)>);
+
+/// A provider's issuers: exact ones, those a `{tenant}` template makes
+/// with each listed tenant, and templates open to any tenant (`tenants =
+/// ["*"]`, said explicitly) as prefix and suffix.
+fn issuers(raw: &RawProvider, at: &dyn Fn(&str) -> String) -> Result<Issuers, Invalid> {
+    if raw.issuers.get_ref().is_empty() {
+        return Err(invalid(
+            &raw.issuers,
+            at("issuers"),
+            "a provider needs at least one issuer",
+        ));
+    }
+    let tenants = raw
+        .tenants
+        .as_ref()
+        .map(|t| t.get_ref().as_slice())
+        .unwrap_or_default();
+    let (mut exact, mut patterns) = (Vec::new(), Vec::new());
+    for issuer in raw.issuers.get_ref() {
+        let Some((prefix, suffix)) = issuer.split_once("{tenant}") else {
+            exact.push(issuer.clone());
+            continue;
+        };
+        if suffix.contains("{tenant}") || tenants.is_empty() {
+            return Err(invalid(
+                &raw.issuers,
+                at("issuers"),
+                format!(
+                    "{issuer:?}: a template holds {{tenant}} once, and needs `tenants` (a list, or [\"*\"] for any)"
+                ),
+            ));
+        }
+        for tenant in tenants {
+            match tenant.as_str() {
+                "*" => patterns.push((prefix.to_owned(), suffix.to_owned())),
+                t if t.is_empty() || t.contains('/') => {
+                    let span = raw.tenants.as_ref().map(Spanned::span);
+                    return Err(Invalid {
+                        span,
+                        key: at("tenants"),
+                        message: format!("{t:?} is not a tenant"),
+                    });
+                }
+                t => exact.push(format!("{prefix}{t}{suffix}")),
+            }
+        }
+    }
+    Ok((exact, patterns))
+}
+
+/// `headers = { X-Email = "email" }`: header names checked, and never one
+/// the gateway sets itself.
+pub(super) fn claim_headers(
+    raw: Option<Spanned<std::collections::BTreeMap<String, RawClaimPath>>>,
+    key: &str,
+) -> Result<Vec<ClaimHeader>, Invalid> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let span = raw.span();
+    let mut headers = Vec::new();
+    for (name, claim) in raw.into_inner() {
+        let fail = |message: String| Invalid {
+            span: Some(span.clone()),
+            key: format!("{key}.{name}"),
+            message,
+        };
+        let parsed = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| fail(format!("{name:?} is not a header name")))?;
+        let reserved = [
+            "x-user-id",
+            "x-role",
+            "x-request-id",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "host",
+            "authorization",
+            "forwarded",
+            "connection",
+            "cookie",
+            "content-length",
+            "transfer-encoding",
+            "te",
+            "upgrade",
+        ];
+        if reserved.contains(&parsed.as_str()) {
+            return Err(fail(format!(
+                "{name:?} is set or checked by the gateway itself"
+            )));
+        }
+        let claim = claim_path(claim)
+            .ok_or_else(|| fail("a claim path needs at least one non-empty name".to_owned()))?;
+        headers.push(ClaimHeader {
+            name: parsed,
+            claim,
+        });
+    }
+    Ok(headers)
+}
+
+/// A claim path from the file: a name, or a non-empty path of names.
+pub(super) fn claim_path(raw: RawClaimPath) -> Option<ClaimPath> {
+    let path = match raw {
+        RawClaimPath::Name(name) => vec![name],
+        RawClaimPath::Path(path) => path,
+    };
+    (!path.is_empty() && path.iter().all(|name| !name.is_empty())).then_some(ClaimPath(path))
+}
 
 pub(super) fn validate_jwt(
     raw: RawJwt,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Validation, KeySet, Vec<Source>), Invalid> {
+    section: &str,
+    provider: usize,
+) -> Result<(Validation, Vec<Key>, Vec<Source>), Invalid> {
+    validate_section(raw, env, provider).map_err(|mut err| {
+        if let Some(rest) = err.key.strip_prefix("jwt") {
+            err.key = format!("{section}{rest}");
+        }
+        err
+    })
+}
+
+fn validate_section(
+    raw: RawJwt,
+    env: &dyn Fn(&str) -> Option<String>,
+    provider: usize,
+) -> Result<(Validation, Vec<Key>, Vec<Source>), Invalid> {
     let defaults = Validation::default();
     let leeway = duration_or(raw.leeway, "jwt.leeway", 30)?;
     let required = match raw.require {
@@ -44,6 +283,7 @@ pub(super) fn validate_jwt(
             "jwt.role_claim",
             defaults.role_claim,
         )?,
+        ..Validation::default()
     };
     if validation.user_claim == validation.role_claim {
         let span = raw.role_claim.as_ref().map(Spanned::span);
@@ -52,7 +292,7 @@ pub(super) fn validate_jwt(
             key: "jwt.role_claim".to_owned(),
             message: format!(
                 "{:?} is also the user_claim; one claim cannot be both",
-                validation.role_claim
+                validation.role_claim.to_string()
             ),
         });
     }
@@ -136,7 +376,7 @@ pub(super) fn validate_jwt(
                 })?
             }
         };
-        keys.push(key.for_issuer(raw_key.issuer));
+        keys.push(key.for_issuer(raw_key.issuer).for_provider(provider));
     }
     let mut sources = Vec::new();
     for (i, raw_source) in raw.jwks.into_iter().enumerate() {
@@ -172,7 +412,7 @@ pub(super) fn validate_jwt(
                             format!("{}: {err}", path.get_ref().display()),
                         )
                     })?;
-                keys.extend(loaded);
+                keys.extend(loaded.into_iter().map(|key| key.for_provider(provider)));
                 Location::File(path.into_inner())
             }
             (None, Some(url)) => {
@@ -230,9 +470,10 @@ pub(super) fn validate_jwt(
             default_alg,
             refresh,
             cooldown,
+            provider,
         });
     }
-    Ok((validation, KeySet::new(keys), sources))
+    Ok((validation, keys, sources))
 }
 
 /// What a `[[jwt.keys]]` entry names: a secret's bytes, or a PEM file.
@@ -256,25 +497,25 @@ pub(super) fn parse_alg(alg: &Spanned<String>, key: &str) -> Result<Alg, Invalid
 /// `user_claim = "exp"` would switch off expiry, and `user_claim = "jti"`
 /// revocation by token id (`jti` would be read as a user, never as an id).
 pub(super) fn identity_claim(
-    raw: Option<Spanned<String>>,
+    raw: Option<Spanned<RawClaimPath>>,
     key: &str,
-    default: String,
-) -> Result<String, Invalid> {
-    match raw {
-        None => Ok(default),
-        Some(name)
-            if ["exp", "nbf", "iat", "iss", "aud", "jti", ""]
-                .contains(&name.get_ref().as_str()) =>
-        {
-            Err(invalid(
-                &name,
-                key,
-                format!(
-                    "{:?} is checked by the verifier; name another claim",
-                    name.get_ref()
-                ),
-            ))
-        }
-        Some(name) => Ok(name.into_inner()),
+    default: ClaimPath,
+) -> Result<ClaimPath, Invalid> {
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    let span = raw.span();
+    let fail = |message: String| Invalid {
+        span: Some(span.clone()),
+        key: key.to_owned(),
+        message,
+    };
+    let path = claim_path(raw.into_inner())
+        .ok_or_else(|| fail("a claim path needs at least one non-empty name".to_owned()))?;
+    match path.name() {
+        Some(name) if ["exp", "nbf", "iat", "iss", "aud", "jti"].contains(&name) => Err(fail(
+            format!("{name:?} is checked by the verifier; name another claim"),
+        )),
+        _ => Ok(path),
     }
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 use http::Uri;
 use toml::Spanned;
 
+use crate::headers::ClaimHeader;
 use crate::jwks::Source;
-use crate::jwt::Validation;
+use crate::jwt::Provider;
 use crate::keys::KeySet;
 use crate::revocation::Revocations;
 use crate::routes::{AuthMode, RouteTable};
@@ -29,7 +30,7 @@ pub use error::{ConfigError, tls_error};
 
 use duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use error::{Invalid, invalid};
-use keys::validate_jwt;
+use keys::validate_providers;
 use raw::{RawAdmin, RawConfig, RawLog, RawReload, RawServer};
 use routes::{validate_routes, validate_upstreams};
 
@@ -39,10 +40,18 @@ pub struct Config {
     pub server: Server,
     /// The admin listener; `None` (the default): not started.
     pub admin: Option<Admin>,
-    pub validation: Validation,
+    /// Who issues tokens: `[jwt]` and every `[[provider]]`, in config order;
+    /// a key's `provider` is an index into this.
+    pub providers: Vec<Provider>,
+    /// Per provider, the claim headers its tokens send upstream.
+    pub provider_headers: Vec<Vec<ClaimHeader>>,
+    /// Every configured claim header name (providers' and routes'): removed
+    /// from client requests on every route.
+    pub claim_header_names: Vec<http::HeaderName>,
     /// Static keys and the keys of local JWKS files, loaded at start-up.
     pub keys: KeySet,
-    /// Every `[[jwt.jwks]]` source (URL sources are fetched by the gateway).
+    /// Every `[[jwt.jwks]]` and `[[provider.jwks]]` source (URL sources are
+    /// fetched by the gateway).
     pub jwks: Vec<Source>,
     /// Verified public-key tokens remembered (`jwt.verified_cache`);
     /// 0 disables the cache. Defaults to 10 000.
@@ -198,9 +207,22 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         }
         name => name.map(Spanned::into_inner),
     };
-    let (validation, keys, jwks) = validate_jwt(raw.jwt, env)?;
+    let all = validate_providers(raw.jwt, raw.provider, env)?;
+    let (providers, provider_headers, jwks) = (all.providers, all.headers, all.sources);
+    let keys = KeySet::new(all.keys);
     let upstreams = validate_upstreams(raw.upstream)?;
-    let routes = validate_routes(raw.route, &upstreams)?;
+    let routes = validate_routes(raw.route, &upstreams, &providers)?;
+    let mut claim_header_names: Vec<http::HeaderName> = (provider_headers.iter().flatten())
+        .chain(
+            routes
+                .routes()
+                .iter()
+                .flat_map(|route| route.headers.iter()),
+        )
+        .map(|header| header.name.clone())
+        .collect();
+    claim_header_names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    claim_header_names.dedup();
     if keys.first().is_none()
         && jwks.is_empty()
         && let Some(route) = routes.routes().iter().find(|r| r.auth != AuthMode::None)
@@ -232,7 +254,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         log,
         server,
         admin,
-        validation,
+        providers,
+        provider_headers,
+        claim_header_names,
         keys,
         jwks,
         verified_cache,
@@ -268,7 +292,14 @@ fn watched_files(raw: &RawConfig, revocation: Option<&Path>) -> Vec<PathBuf> {
         let paths = [&key.secret_file, &key.public_key_file];
         files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
     }
-    for source in &raw.jwt.jwks {
+    let provider_keys = raw.provider.iter().flat_map(|p| p.get_ref().keys.iter());
+    for key in provider_keys {
+        let key = key.get_ref();
+        let paths = [&key.secret_file, &key.public_key_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    let provider_jwks = raw.provider.iter().flat_map(|p| p.get_ref().jwks.iter());
+    for source in raw.jwt.jwks.iter().chain(provider_jwks) {
         let source = source.get_ref();
         let paths = [&source.file, &source.ca_file];
         files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));

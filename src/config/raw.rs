@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     pub(super) upstream: Vec<RawUpstream>,
     #[serde(default)]
     pub(super) route: Vec<RawRoute>,
+    #[serde(default)]
+    pub(super) provider: Vec<Spanned<RawProvider>>,
     pub(super) revocation: Option<RawRevocation>,
     pub(super) reload: Option<RawReload>,
 }
@@ -75,14 +77,59 @@ pub(super) struct RawJwt {
     pub(super) audiences: Vec<String>,
     pub(super) leeway: Option<Spanned<String>>,
     pub(super) require: Option<Spanned<Vec<String>>>,
-    pub(super) user_claim: Option<Spanned<String>>,
-    pub(super) role_claim: Option<Spanned<String>>,
+    pub(super) user_claim: Option<Spanned<RawClaimPath>>,
+    pub(super) role_claim: Option<Spanned<RawClaimPath>>,
     pub(super) query_param: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) keys: Vec<Spanned<RawKey>>,
     #[serde(default)]
     pub(super) jwks: Vec<Spanned<RawJwks>>,
     pub(super) verified_cache: Option<usize>,
+}
+
+/// A claim: a string is a top-level name (dots, slashes and colons
+/// included), an array a path into nested objects.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(super) enum RawClaimPath {
+    Name(String),
+    Path(Vec<String>),
+}
+
+/// `[[provider]]`: one token issuer, with what `[jwt]` holds plus its own
+/// issuer templates, token type, size limit and claim headers.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub(super) name: Spanned<String>,
+    pub(super) issuers: Spanned<Vec<String>>,
+    pub(super) tenants: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) audiences: Vec<String>,
+    pub(super) typ: Option<Spanned<Vec<String>>>,
+    pub(super) leeway: Option<Spanned<String>>,
+    pub(super) require: Option<Spanned<Vec<String>>>,
+    pub(super) user_claim: Option<Spanned<RawClaimPath>>,
+    pub(super) role_claim: Option<Spanned<RawClaimPath>>,
+    pub(super) max_token_bytes: Option<Spanned<usize>>,
+    pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, RawClaimPath>>>,
+    #[serde(default)]
+    pub(super) keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    pub(super) jwks: Vec<Spanned<RawJwks>>,
+}
+
+/// `[[route.claims]]`: one rule on one claim.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClaimRule {
+    pub(super) claim: Spanned<RawClaimPath>,
+    pub(super) any_of: Option<Vec<String>>,
+    pub(super) all_of: Option<Vec<String>>,
+    pub(super) equals: Option<String>,
+    pub(super) glob: Option<String>,
+    #[serde(default)]
+    pub(super) space_separated: bool,
 }
 
 #[derive(Deserialize)]
@@ -127,4 +174,10 @@ pub(super) struct RawRoute {
     pub(super) methods: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(super) roles: Option<Spanned<Vec<String>>>,
+    pub(super) providers: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) audiences: Vec<String>,
+    #[serde(default)]
+    pub(super) claims: Vec<Spanned<RawClaimRule>>,
+    pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, RawClaimPath>>>,
 }

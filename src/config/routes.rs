@@ -6,8 +6,11 @@ use toml::Spanned;
 use super::Upstream;
 use super::duration::{MILLISECOND, duration_at_least};
 use super::error::{Invalid, invalid};
-use super::raw::{RawRoute, RawUpstream};
+use super::keys::{claim_headers, claim_path};
+use super::raw::{RawClaimRule, RawRoute, RawUpstream};
+use crate::jwt::Provider;
 use crate::routes::{AuthMode, Route, RouteTable};
+use crate::rules::{Check, ClaimRule};
 
 pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
     let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
@@ -62,6 +65,7 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
 pub(super) fn validate_routes(
     raw: Vec<RawRoute>,
     upstreams: &[Upstream],
+    providers: &[Provider],
 ) -> Result<RouteTable, Invalid> {
     if raw.is_empty() {
         return Err(Invalid {
@@ -132,26 +136,56 @@ pub(super) fn validate_routes(
                     "roles need auth = \"required\": without a token a request would pass them",
                 ));
             }
-            Some(roles)
-                if roles
-                    .get_ref()
-                    .iter()
-                    .any(|r| r.is_empty() || r.contains(',')) =>
-            {
-                return Err(invalid(
-                    &roles,
-                    at("roles"),
-                    "roles must be non-empty and contain no comma",
-                ));
+            Some(roles) if roles.get_ref().iter().any(String::is_empty) => {
+                return Err(invalid(&roles, at("roles"), "roles must be non-empty"));
             }
             Some(roles) => roles.into_inner(),
         };
+        // Like roles: on a route that lets requests without a token through,
+        // a claim rule or provider list would stop only token holders.
+        let needs_token = |what: &str, span: Option<std::ops::Range<usize>>| Invalid {
+            span,
+            key: at(what),
+            message: format!(
+                "{what} need auth = \"required\": without a token a request would pass them"
+            ),
+        };
+        if auth != AuthMode::Required {
+            if let Some(first) = r.claims.first() {
+                return Err(needs_token("claims", Some(first.span())));
+            }
+            if let Some(list) = &r.providers {
+                return Err(needs_token("providers", Some(list.span())));
+            }
+            if !r.audiences.is_empty() {
+                return Err(needs_token("audiences", None));
+            }
+        }
+        let allowed = match &r.providers {
+            None => Vec::new(),
+            Some(list) => (list.get_ref().iter())
+                .map(|name| {
+                    (providers.iter())
+                        .position(|p| p.name == *name)
+                        .ok_or_else(|| {
+                            invalid(list, at("providers"), format!("no provider named {name:?}"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let rules = (r.claims.into_iter().enumerate())
+            .map(|(j, rule)| claim_rule(rule, &at(&format!("claims[{j}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let route = Route {
             prefix,
             methods,
             auth,
             roles,
             upstream,
+            providers: allowed,
+            audiences: r.audiences,
+            rules,
+            headers: claim_headers(r.headers, &at("headers"))?,
         };
         if let Some(j) = routes.iter().position(|(other, _)| overlaps(other, &route)) {
             return Err(invalid(
@@ -168,6 +202,42 @@ pub(super) fn validate_routes(
     Ok(RouteTable::new(
         routes.into_iter().map(|(route, _)| route).collect(),
     ))
+}
+
+/// `[[route.claims]]`: a claim path and at least one check.
+fn claim_rule(raw: Spanned<RawClaimRule>, key: &str) -> Result<ClaimRule, Invalid> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let fail = |message: &str| Invalid {
+        span: Some(span.clone()),
+        key: key.to_owned(),
+        message: message.to_owned(),
+    };
+    let claim = claim_path(raw.claim.into_inner())
+        .ok_or_else(|| fail("claim: a claim path needs at least one non-empty name"))?;
+    let mut checks = Vec::new();
+    for (list, check) in [
+        (raw.any_of, Check::AnyOf as fn(_) -> _),
+        (raw.all_of, Check::AllOf),
+    ] {
+        match list {
+            Some(list) if list.is_empty() => {
+                return Err(fail("any_of and all_of need at least one value"));
+            }
+            Some(list) => checks.push(check(list)),
+            None => {}
+        }
+    }
+    checks.extend(raw.equals.map(Check::Equals));
+    checks.extend(raw.glob.map(Check::Glob));
+    if checks.is_empty() {
+        return Err(fail("a rule needs any_of, all_of, equals or glob"));
+    }
+    Ok(ClaimRule {
+        claim,
+        space_separated: raw.space_separated,
+        checks,
+    })
 }
 
 /// Two routes with one prefix must not both accept a method.

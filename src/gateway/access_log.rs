@@ -33,7 +33,10 @@ pub(super) struct AccessLine<'a> {
 impl AccessLine<'_> {
     pub(super) fn log(&self) {
         let auth = match (self.trace.verification, self.failure) {
-            (_, Some(GatewayError::Auth(AuthError::Forbidden { .. }))) => "forbidden",
+            (
+                _,
+                Some(GatewayError::Auth(AuthError::Forbidden { .. } | AuthError::ClaimRule { .. })),
+            ) => "forbidden",
             (_, Some(GatewayError::Auth(_))) => "rejected",
             (Some(v), _) if v.accepted => "verified",
             _ => "none",

@@ -79,9 +79,14 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "the signing keys are not available yet; retry later",
             None,
         ),
-        E::Auth(auth @ (AuthError::Token(_) | AuthError::Revoked { .. })) => {
+        E::Auth(
+            auth @ (AuthError::Token(_)
+            | AuthError::Revoked { .. }
+            | AuthError::WrongProvider { .. }),
+        ) => {
             let why = match auth {
                 AuthError::Token(jwt) => jwt.client_description(),
+                AuthError::WrongProvider { .. } => "the token is not for this service",
                 _ => "the token has been revoked",
             };
             (
@@ -93,8 +98,11 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
                 )),
             )
         }
-        E::Auth(AuthError::Forbidden { .. }) => {
-            let why = "the token lacks a role this route requires";
+        E::Auth(auth @ (AuthError::Forbidden { .. } | AuthError::ClaimRule { .. })) => {
+            let why = match auth {
+                AuthError::Forbidden { .. } => "the token lacks a role this route requires",
+                _ => "the token lacks a claim this route requires",
+            };
             (
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",

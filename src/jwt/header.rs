@@ -22,6 +22,7 @@ pub(super) struct KnownHeader {
     segment: String,
     alg: Alg,
     kid: Option<String>,
+    typ: Option<String>,
 }
 
 thread_local! {
@@ -34,18 +35,18 @@ thread_local! {
     static LAST_HEADER: RefCell<Option<KnownHeader>> = const { RefCell::new(None) };
 }
 
-/// Reads the header's `alg` and `kid` (refusing `crit`, `b64: false`,
-/// unknown algorithms) and hands them to `then`.
+/// Reads the header's `alg`, `kid` and `typ` (refusing `crit`, `b64:
+/// false`, unknown algorithms) and hands them to `then`.
 pub(super) fn with_header<R>(
     segment: &str,
-    then: impl FnOnce(Alg, Option<&str>) -> Result<R, JwtError>,
+    then: impl FnOnce(Alg, Option<&str>, Option<&str>) -> Result<R, JwtError>,
 ) -> Result<R, JwtError> {
     LAST_HEADER.with_borrow_mut(|last| {
         let known = match last {
             Some(known) if known.segment == segment => known,
             _ => last.insert(parse_header(segment)?),
         };
-        then(known.alg, known.kid.as_deref())
+        then(known.alg, known.kid.as_deref(), known.typ.as_deref())
     })
 }
 
@@ -56,8 +57,8 @@ fn malformed(reason: impl Into<String>) -> JwtError {
     }
 }
 
-/// Reads `alg` and `kid`, and refuses what no key may be used for. Other
-/// members (`typ`, `cty`, `jwk`, `jku`, `x5u`, `x5c`, …) are ignored: a
+/// Reads `alg`, `kid` and `typ`, and refuses what no key may be used for.
+/// Other members (`cty`, `jwk`, `jku`, `x5u`, `x5c`, …) are ignored: a
 /// token never chooses its own key. Like the claims, the header may not
 /// repeat a member, known or not.
 pub(super) fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
@@ -79,6 +80,7 @@ pub(super) fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
     let alg = string("alg")?;
     // A `kid` must be a string; `null` is not "no kid".
     let kid = string("kid")?;
+    let typ = string("typ")?;
     // RFC 7797 unencoded payloads are not supported; only `b64: true`
     // (the default meaning) passes.
     let unencoded = match header.get("b64").map(|raw| raw.get()) {
@@ -96,5 +98,6 @@ pub(super) fn parse_header(segment: &str) -> Result<KnownHeader, JwtError> {
         segment: segment.to_owned(),
         alg: Alg::from_name(&alg).ok_or(JwtError::UnsupportedAlg { alg })?,
         kid,
+        typ,
     })
 }

@@ -441,6 +441,28 @@ fn key_bound_to_an_issuer_refuses_tokens_of_another_issuer() {
     assert!(jwt::verify(A3_TOKEN, &keys, &Validation::default(), RFC_EXP - 1).is_ok());
 }
 
+/// One key set under two issuers (Google's two spellings, two Entra
+/// tenants on the shared keys): the token of the second issuer is checked
+/// against that issuer's copy of the key, not refused by the first's.
+#[test]
+fn issuers_sharing_a_key_each_get_their_own_tokens_accepted() {
+    let keys = KeySet::new(vec![
+        a3_key().for_issuer(Some("accounts.example".into())),
+        a3_key().for_issuer(Some("joe".into())),
+    ]);
+    let verified = jwt::verify(A3_TOKEN, &keys, &Validation::default(), RFC_EXP - 1);
+    assert!(verified.is_ok(), "{verified:?}");
+    // Still refused when no key is bound to the token's issuer.
+    let keys = KeySet::new(vec![
+        a3_key().for_issuer(Some("accounts.example".into())),
+        a3_key().for_issuer(Some("https://accounts.example".into())),
+    ]);
+    assert!(matches!(
+        jwt::verify(A3_TOKEN, &keys, &Validation::default(), RFC_EXP - 1),
+        Err(JwtError::IssuerNotBound { .. })
+    ));
+}
+
 #[test]
 fn unknown_kid_while_a_source_is_pending_is_unavailable_not_invalid() {
     let keys = KeySet::from_shared(vec![Arc::new(a3_key())], 1, 0);
