@@ -215,7 +215,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
             // Beyond ~285 million years exp would pass 2^53, which verifiers refuse.
             let ttl = config::parse_duration(&ttl)
                 .filter(|ttl| ttl.as_secs() < 1 << 52)
-                .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s or 15m"))?;
+                .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s, 1m30s or 15m"))?;
             let now = unix_now();
             let mut map = Map::new();
             map.insert("iat".into(), Value::from(now));

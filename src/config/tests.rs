@@ -356,4 +356,31 @@ fn durations_take_units() {
     assert_eq!(parse_duration("30"), None);
     assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+}
+
+#[test]
+fn compound_durations_are_read_and_a_bad_one_names_file_line_and_key() {
+    let with_grace = |grace: &str| {
+        BASE.replace(
+            "tls_key = \"k.pem\"\n",
+            &format!("tls_key = \"k.pem\"\nshutdown_grace = \"{grace}\"\n"),
+        ) + ROUTE
+    };
+    let config = parse(&with_grace("1m30s")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.shutdown_grace, Duration::from_secs(90));
+    let err = error(&with_grace("1m30x"));
+    assert!(
+        err.starts_with(
+            "test.toml:6: server.shutdown_grace: \"1m30x\" is not a duration like \"500ms\", \"30s\", \"1m30s\""
+        ),
+        "{err}"
+    );
+    let err = error(&with_grace("90"));
+    assert!(
+        err.starts_with("test.toml:6: server.shutdown_grace: \"90\" is not a duration"),
+        "{err}"
+    );
 }
