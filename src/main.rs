@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use jwtgate::config::{self, Config};
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
-use jwtgate::keys::{Key, KeySet};
+use jwtgate::keys::{Key, KeySet, SecretEncoding};
 use jwtgate::reload::{self, Baseline, Live, Reloader};
 use jwtgate::server::{self, Limits};
 use jwtgate::{admin, demo, explain, jwks, tls, token};
@@ -112,6 +112,9 @@ struct KeyArgs {
     /// File holding the HMAC secret (its exact bytes).
     #[arg(long, conflicts_with = "key_file")]
     secret_file: Option<PathBuf>,
+    /// How the secret is written: raw (its bytes as they are) or base64.
+    #[arg(long, default_value = "raw", value_parser = parse_encoding)]
+    secret_encoding: SecretEncoding,
     /// PEM private key (PKCS#8; RSA also PKCS#1) for RS*/PS*/ES256/ES384/EdDSA.
     #[arg(long)]
     key_file: Option<PathBuf>,
@@ -130,6 +133,9 @@ struct OptionalKeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// How the secret is written: raw (its bytes as they are) or base64.
+    #[arg(long, default_value = "raw", value_parser = parse_encoding)]
+    secret_encoding: SecretEncoding,
     /// PEM public key or certificate (with --alg).
     #[arg(long, conflicts_with_all = ["secret_env", "secret_file"])]
     public_key_file: Option<PathBuf>,
@@ -227,6 +233,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
                 None => token::Signer::Hmac(load_key(
                     key.secret_env,
                     key.secret_file,
+                    key.secret_encoding,
                     &key.alg,
                     key.kid,
                 )?),
@@ -549,20 +556,32 @@ fn print_routes(config: &Config) {
 fn load_key(
     env: Option<String>,
     file: Option<PathBuf>,
+    encoding: SecretEncoding,
     alg: &str,
     kid: Option<String>,
 ) -> Result<Key, String> {
     let alg = parse_alg(alg)?;
-    let secret = match (env, file) {
-        (Some(var), _) => std::env::var(&var)
-            .map(String::into_bytes)
-            .map_err(|_| format!("environment variable {var} is not set"))?,
-        (None, Some(path)) => {
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+    let (stored, from) = match (env, file) {
+        (Some(var), _) => (
+            std::env::var(&var)
+                .map(String::into_bytes)
+                .map_err(|_| format!("environment variable {var} is not set"))?,
+            var,
+        ),
+        (None, Some(path)) => (
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
         (None, None) => return Err("give --secret-env or --secret-file".to_owned()),
     };
+    let secret = encoding
+        .decode(stored)
+        .map_err(|e| format!("{from}: {e}"))?;
     Key::hmac(kid, alg, &secret).map_err(|e| e.to_string())
+}
+
+fn parse_encoding(name: &str) -> Result<SecretEncoding, String> {
+    SecretEncoding::from_name(name).ok_or_else(|| format!("{name:?} is not one of raw, base64"))
 }
 
 fn parse_alg(alg: &str) -> Result<Alg, String> {
@@ -636,6 +655,7 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
         KeySet::new(vec![load_key(
             key.secret_env,
             key.secret_file,
+            key.secret_encoding,
             &key.alg,
             kid,
         )?])

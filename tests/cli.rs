@@ -27,10 +27,16 @@ fn line_of(text: &str, start: &str) -> usize {
 
 /// Runs the binary to completion; a run longer than 30 s is killed and fails the test.
 fn jwtgate(args: &[&str], dir: &std::path::Path) -> Output {
+    jwtgate_with(args, dir, &[])
+}
+
+/// [`jwtgate`] with `env` added.
+fn jwtgate_with(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
         .env("JWTGATE_SECRET", support::SECRET)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -224,6 +230,27 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
     );
     assert!(verified.status.success());
     assert!(String::from_utf8_lossy(&verified.stdout).contains("signature: valid"));
+
+    // The same secret kept as base64, as secrets usually are.
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        support::SECRET,
+    );
+    let from_base64 = jwtgate_with(
+        &[
+            "token",
+            "inspect",
+            &token,
+            "--secret-env",
+            "SECRET_B64",
+            "--secret-encoding",
+            "base64",
+        ],
+        &dir,
+        &[("SECRET_B64", &b64)],
+    );
+    assert!(from_base64.status.success(), "{}", stderr(&from_base64));
+    assert!(String::from_utf8_lossy(&from_base64.stdout).contains("signature: valid"));
 
     std::fs::write(
         dir.join("other.key"),
