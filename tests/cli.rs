@@ -315,6 +315,101 @@ fn the_shipped_example_config_passes_check() {
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
+/// The README's quick start, its two terminal blocks run as written by two
+/// shells that share nothing but the directory (the second inherits no
+/// `JWTGATE_SECRET`). Only `cargo run` becomes the built binary, and the
+/// port a free one; the config is what the README says to edit, pointed at
+/// a recording upstream.
+#[tokio::test]
+async fn the_readme_quick_start_works_in_two_terminals() {
+    let readme = include_str!("../README.md");
+    let block = |title: &str| {
+        let start = readme
+            .find(&format!("```sh\n# {title}\n"))
+            .unwrap_or_else(|| panic!("README has no block starting \"# {title}\""));
+        let body = &readme[start + "```sh\n".len()..];
+        body[..body.find("```").unwrap()].to_owned()
+    };
+    let dir = scratch("quick-start");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let config = FIXTURE
+        .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &upstream.addr.to_string());
+    std::fs::write(dir.join("config/jwtgate.toml"), config).unwrap();
+    let as_here = |script: String| {
+        let script = script
+            .replace("cargo run -q --release --", BIN)
+            .replace("cargo run --release --", BIN)
+            .replace("localhost:8443", &format!("localhost:{port}"));
+        assert!(!script.contains("cargo "), "{script}");
+        script
+    };
+    let terminal = |script: String| {
+        let mut shell = Command::new("bash");
+        shell
+            .args(["-eu", "-o", "pipefail", "-c", &as_here(script)])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap());
+        shell
+    };
+
+    /// Terminal 1's shell and the gateway it started, ended on drop: each
+    /// by its own process id (the shell's children, then the shell).
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let shell = self.0.id();
+            let children =
+                std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                    .unwrap_or_default();
+            let pids = children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .chain([shell])
+                .filter(|&pid| pid > 1);
+            for pid in pids {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let _ = self.0.wait();
+        }
+    }
+    let log = std::fs::File::create(dir.join("terminal-1.log")).unwrap();
+    let mut first = Group(
+        terminal(block("Terminal 1"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        let log = || std::fs::read_to_string(dir.join("terminal-1.log")).unwrap();
+        assert!(first.0.try_wait().unwrap().is_none(), "{}", log());
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut second = terminal(block("Terminal 2"));
+    let second = tokio::task::spawn_blocking(move || second.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        stderr(&second),
+        std::fs::read_to_string(dir.join("terminal-1.log")).unwrap()
+    );
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(upstream.last().header("x-user-id"), Some("42"));
+    assert_eq!(upstream.last().header("x-role"), Some("user"));
+    drop(first);
+}
+
 #[test]
 fn a_missing_certificate_is_a_start_up_error_unless_dev_cert_is_given() {
     let dir = scratch("no-cert");
