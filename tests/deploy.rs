@@ -33,23 +33,37 @@ fn embedded(configmap: &str, key: &str) -> String {
 #[test]
 fn configmap_holds_a_valid_config_with_admin_on_the_probed_port() {
     let configmap = read("deploy/k8s/configmap.yaml");
+    let dir = scratch("configmap");
     // The revocation list is the ConfigMap's other key, mounted beside it.
-    let revoked =
-        std::env::temp_dir().join(format!("jwtgate-cm-revoked-{}.toml", std::process::id()));
+    let revoked = dir.join("revoked.toml");
     std::fs::write(&revoked, embedded(&configmap, "revoked.toml")).unwrap();
-    let text = embedded(&configmap, "jwtgate.toml").replace(
-        "\"/etc/jwtgate/config/revoked.toml\"",
-        &format!("{:?}", revoked.display().to_string()),
-    );
-    assert_ne!(
-        text,
-        embedded(&configmap, "jwtgate.toml"),
-        "the ConfigMap names the revocation list"
+    // The certificate Secret (kubernetes.io/tls: keys tls.crt and tls.key),
+    // mounted as a directory.
+    let tls_dir = dir.join("tls");
+    DevPki::generate()
+        .unwrap()
+        .write(&tls_dir.join("tls.crt"), &tls_dir.join("tls.key"))
+        .unwrap();
+    let text = embedded(&configmap, "jwtgate.toml")
+        .replace(
+            "\"/etc/jwtgate/config/revoked.toml\"",
+            &format!("{:?}", revoked.display().to_string()),
+        )
+        .replace(
+            "\"/etc/jwtgate/tls/",
+            &format!("\"{}/", tls_dir.display()),
+        );
+    assert_eq!(
+        text.matches(&dir.display().to_string()).count(),
+        3,
+        "the ConfigMap names the revocation list, tls.crt and tls.key: {text}"
     );
     let config = Config::from_toml_str(&text, "configmap", &|name| {
         (name == "JWTGATE_SECRET").then(|| "x".repeat(32))
     })
     .unwrap_or_else(|e| panic!("{e}"));
+    tls::load_server_config(&config.server.tls_cert, &config.server.tls_key)
+        .unwrap_or_else(|e| panic!("{e}"));
     let admin = config.admin.expect("probes need the admin listener");
     assert_eq!(admin.listen.to_string(), "0.0.0.0:9901");
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8443");
@@ -66,6 +80,9 @@ fn configmap_holds_a_valid_config_with_admin_on_the_probed_port() {
         "containerPort: 8443",
         "mountPath: /etc/jwtgate/config\n",
         "\"/etc/jwtgate/config/jwtgate.toml\"",
+        "mountPath: /etc/jwtgate/tls\n",
+        "secretName: jwtgate-tls\n",
+        "kubectl create secret tls jwtgate-tls",
     ] {
         assert!(deployment.contains(probe), "{probe}");
     }
@@ -208,4 +225,104 @@ fn systemd_unit_reads_the_key_as_a_credential_and_its_config_loads_with_them() {
     // The drain fits in the time systemd gives it.
     let stop: u64 = unit_values(&unit, "TimeoutStopSec")[0].parse().unwrap();
     assert!(config.server.shutdown_grace.as_secs() < stop);
+}
+
+/// Docker's rule for one path: the last pattern that matches decides, `!`
+/// includes again. Patterns here are names or `*`; a name covers what is
+/// under it.
+fn docker_sends(ignore: &str, path: &str) -> bool {
+    let mut sent = true;
+    for pattern in ignore.lines().map(str::trim) {
+        if pattern.is_empty() || pattern.starts_with('#') {
+            continue;
+        }
+        let (include, name) = match pattern.strip_prefix('!') {
+            Some(name) => (true, name),
+            None => (false, pattern),
+        };
+        let name = name.trim_end_matches('/');
+        assert!(
+            name == "*" || !name.contains(['*', '?', '[']),
+            "pattern {pattern:?} needs a real matcher"
+        );
+        if name == "*" || path == name || path.starts_with(&format!("{name}/")) {
+            sent = include;
+        }
+    }
+    sent
+}
+
+/// The build context `docker build -f deploy/Dockerfile .` sends holds what
+/// the Dockerfile copies and not target/ (gigabytes after a build), .git,
+/// keys or the quick start's secret.
+#[test]
+fn dockerignore_sends_what_the_dockerfile_copies_and_not_target() {
+    let ignore = read(".dockerignore");
+    let dockerfile = read("deploy/Dockerfile");
+    let copied: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words[..words.len() - 1].to_vec()
+        })
+        .collect();
+    assert!(copied.contains(&"src"), "{copied:?}");
+    for path in copied {
+        assert!(docker_sends(&ignore, path.trim_end_matches('/')), "{path}");
+        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists(), "{path}");
+    }
+    for path in [
+        "target",
+        "target/release/jwtgate",
+        ".git",
+        "fuzz/target",
+        "certs/server.key",
+        "jwtgate.secret",
+    ] {
+        assert!(!docker_sends(&ignore, path), "{path} is sent");
+    }
+}
+
+/// The Deployment runs a pinned image, the one the Dockerfile's documented
+/// build command tags; the public Service carries HTTPS only, and the admin
+/// port is on its own in-cluster Service.
+#[test]
+fn k8s_runs_a_pinned_image_and_keeps_the_admin_port_off_the_public_service() {
+    let deployment = read("deploy/k8s/deployment.yaml");
+    let images: Vec<&str> = deployment
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    let pinned = format!("jwtgate:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(images, [pinned.as_str()]);
+    assert!(deployment.contains("imagePullPolicy: IfNotPresent"));
+    assert!(
+        read("deploy/Dockerfile").contains(&format!("docker build -f deploy/Dockerfile -t {pinned} .")),
+        "the Dockerfile's build command tags {pinned}"
+    );
+
+    let services = read("deploy/k8s/service.yaml");
+    let by_name: HashMap<&str, &str> = services
+        .split("\n---\n")
+        .map(|doc| {
+            let name = doc
+                .lines()
+                .skip_while(|l| *l != "metadata:")
+                .find_map(|l| l.trim().strip_prefix("name: "))
+                .unwrap();
+            (name, doc)
+        })
+        .collect();
+    let ports = |doc: &str| -> String { doc.split_once("\n  ports:\n").unwrap().1.to_owned() };
+    let public = ports(by_name["jwtgate"]);
+    assert!(public.contains("targetPort: https"));
+    assert!(
+        !public.contains("admin") && !public.contains("9901"),
+        "{public}"
+    );
+    let admin = by_name["jwtgate-admin"];
+    assert!(admin.contains("targetPort: admin"));
+    assert!(admin.contains("  type: ClusterIP\n"), "{admin}");
 }
