@@ -168,7 +168,9 @@ impl SecretEncoding {
                     true => URL_SAFE_NO_PAD_INDIFFERENT,
                     false => STANDARD_NO_PAD_INDIFFERENT,
                 };
-                engine.decode(text).map_err(|err| NotBase64(err.to_string()))
+                engine
+                    .decode(text)
+                    .map_err(|err| NotBase64(err.to_string()))
             }
         }
     }

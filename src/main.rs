@@ -369,9 +369,9 @@ fn load_tls(
         let message = config::tls_error(path, &e);
         let neither = !server.tls_cert.exists() && !server.tls_key.exists();
         match e {
-            tls::TlsError::MissingCert { .. } if neither => format!(
-                "{message} (for a development certificate there, run serve --dev-cert)"
-            ),
+            tls::TlsError::MissingCert { .. } if neither => {
+                format!("{message} (for a development certificate there, run serve --dev-cert)")
+            }
             _ => message,
         }
     })

@@ -105,7 +105,8 @@ fn startup_failures_are_one_line_never_a_panic() {
     }
     let example = FIXTURE;
     let cert_line = line_of(example, "tls_cert");
-    let unreadable = format!("jwtgate.toml:{cert_line}: server.tls_cert: bad.crt holds no certificate");
+    let unreadable =
+        format!("jwtgate.toml:{cert_line}: server.tls_cert: bad.crt holds no certificate");
     let mismatched = format!(
         "jwtgate.toml:{cert_line}: server.tls_cert, server.tls_key: the private key does not belong to the certificate"
     );
@@ -232,10 +233,7 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains("signature: valid"));
 
     // The same secret kept as base64, as secrets usually are.
-    let b64 = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        support::SECRET,
-    );
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, support::SECRET);
     let from_base64 = jwtgate_with(
         &[
             "token",
@@ -271,6 +269,7 @@ fn demo_walks_through_every_step_and_exits_zero() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}\n{}", stderr(&output));
     assert!(text.contains("8 passed, 0 failed"), "{text}");
+    assert!(text.contains("`jwtgate serve --dev-cert`"), "{text}");
 }
 
 #[test]
@@ -361,9 +360,8 @@ async fn the_readme_quick_start_works_in_two_terminals() {
     impl Drop for Group {
         fn drop(&mut self) {
             let shell = self.0.id();
-            let children =
-                std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
-                    .unwrap_or_default();
+            let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                .unwrap_or_default();
             let pids = children
                 .split_whitespace()
                 .filter_map(|pid| pid.parse::<u32>().ok())
@@ -421,7 +419,12 @@ fn a_missing_certificate_is_a_start_up_error_unless_dev_cert_is_given() {
     // `check` first: it fails the same way, and fast.
     for command in ["check", "serve"] {
         let output = jwtgate(&[command, "--config", "jwtgate.toml"], &dir);
-        assert_eq!(output.status.code(), Some(1), "{command}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{command}: {}",
+            stderr(&output)
+        );
         assert_eq!(stderr(&output), expected, "{command}");
         assert!(!dir.join("certs").exists(), "{command} wrote certs/");
     }
@@ -435,7 +438,12 @@ fn a_missing_certificate_is_a_start_up_error_unless_dev_cert_is_given() {
     let key_line = line_of(FIXTURE, "tls_key");
     for command in ["check", "serve"] {
         let output = jwtgate(&[command, "--dev-cert", "--config", "jwtgate.toml"], &dir);
-        assert_eq!(output.status.code(), Some(1), "{command}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{command}: {}",
+            stderr(&output)
+        );
         assert_eq!(
             stderr(&output),
             format!(

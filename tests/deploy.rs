@@ -49,10 +49,7 @@ fn configmap_holds_a_valid_config_with_admin_on_the_probed_port() {
             "\"/etc/jwtgate/config/revoked.toml\"",
             &format!("{:?}", revoked.display().to_string()),
         )
-        .replace(
-            "\"/etc/jwtgate/tls/",
-            &format!("\"{}/", tls_dir.display()),
-        );
+        .replace("\"/etc/jwtgate/tls/", &format!("\"{}/", tls_dir.display()));
     assert_eq!(
         text.matches(&dir.display().to_string()).count(),
         3,
@@ -186,14 +183,17 @@ fn systemd_unit_reads_the_key_as_a_credential_and_its_config_loads_with_them() {
     }
 
     // Absolute file paths, moved under the scratch root (route paths stay).
-    let moved = ["/run/credentials/", "/etc/"].iter().fold(text, |text, prefix| {
-        text.replace(&format!("\"{prefix}"), &format!("\"{}{prefix}", root.display()))
-    });
-    let config = Config::from_toml_str(
-        &moved,
-        config_source,
-        &|name| (name == "JWTGATE_SECRET").then(|| "x".repeat(32)),
-    )
+    let moved = ["/run/credentials/", "/etc/"]
+        .iter()
+        .fold(text, |text, prefix| {
+            text.replace(
+                &format!("\"{prefix}"),
+                &format!("\"{}{prefix}", root.display()),
+            )
+        });
+    let config = Config::from_toml_str(&moved, config_source, &|name| {
+        (name == "JWTGATE_SECRET").then(|| "x".repeat(32))
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     let named = |path: &Path| PathBuf::from("/").join(path.strip_prefix(&root).unwrap());
     for (key, path) in [
@@ -271,7 +271,10 @@ fn dockerignore_sends_what_the_dockerfile_copies_and_not_target() {
     assert!(copied.contains(&"src"), "{copied:?}");
     for path in copied {
         assert!(docker_sends(&ignore, path.trim_end_matches('/')), "{path}");
-        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists(), "{path}");
+        assert!(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists(),
+            "{path}"
+        );
     }
     for path in [
         "target",
@@ -299,7 +302,8 @@ fn k8s_runs_a_pinned_image_and_keeps_the_admin_port_off_the_public_service() {
     assert_eq!(images, [pinned.as_str()]);
     assert!(deployment.contains("imagePullPolicy: IfNotPresent"));
     assert!(
-        read("deploy/Dockerfile").contains(&format!("docker build -f deploy/Dockerfile -t {pinned} .")),
+        read("deploy/Dockerfile")
+            .contains(&format!("docker build -f deploy/Dockerfile -t {pinned} .")),
         "the Dockerfile's build command tags {pinned}"
     );
 

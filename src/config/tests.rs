@@ -89,9 +89,8 @@ fn a_base64_secret_is_decoded_when_secret_encoding_says_so() {
         &crate::keys::Key::hmac(None, crate::jwt::Alg::HS256, &secret).unwrap(),
         &claims,
     );
-    let verifies = |config: &Config| {
-        crate::jwt::verify(&token, &config.keys, &config.validation, 0).is_ok()
-    };
+    let verifies =
+        |config: &Config| crate::jwt::verify(&token, &config.keys, &config.validation, 0).is_ok();
 
     // The default: the variable's bytes as they are, base64 text included.
     let raw = with("", &stored).unwrap();
@@ -105,7 +104,11 @@ fn a_base64_secret_is_decoded_when_secret_encoding_says_so() {
     // Decoded length is what counts: 31 bytes are too short for HS256.
     let short = base64::engine::general_purpose::STANDARD.encode(&secret[..31]);
     let err = with("secret_encoding = \"base64\"\n", &short).unwrap_err();
-    assert!(err.to_string().contains("at least 32 bytes, this one has 31"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("at least 32 bytes, this one has 31"),
+        "{err}"
+    );
 
     let err = with("secret_encoding = \"base64\"\n", "not base64!").unwrap_err();
     assert!(
