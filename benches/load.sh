@@ -68,7 +68,7 @@ auth = "none"
 path = "/"
 upstream = "up"
 EOF
-printf 'gateway  %s  env JWTGATE_LOG=warn JWTGATE_SECRET=$JWT_SECRET %q serve --config %q\n' \
+printf 'gateway  %s  env JWTGATE_LOG=warn JWTGATE_SECRET=$JWT_SECRET %q serve --dev-cert --config %q\n' \
   "$GATEWAY_PORT" "$BIN" "$CONF" >> "$BENCH/services.tsv"
 cat >> "$BENCH/targets.tsv" <<EOF
 gateway         https://127.0.0.1:$GATEWAY_PORT/      valid   200  gateway,upstream

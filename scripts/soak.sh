@@ -83,7 +83,7 @@ upstream = "app"
 TOML
 
 start_upstream
-JWTGATE_LOG=error "$BIN" serve --config "$WORK/jwtgate.toml" 2>"$WORK/gateway.log" &
+JWTGATE_LOG=error "$BIN" serve --dev-cert --config "$WORK/jwtgate.toml" 2>"$WORK/gateway.log" &
 GW_PID=$!
 PIDS+=("$GW_PID")
 for _ in $(seq 50); do

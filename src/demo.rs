@@ -219,6 +219,10 @@ pub async fn run() -> Result<bool, DemoError> {
     let _ = stop.send(());
     let _ = server.await;
     println!("\n{} passed, {} failed", demo.passed, demo.failed);
+    println!(
+        "\nThe demo's certificate lived in memory. In front of your own backend,\n\
+         `jwtgate serve --dev-cert` generates one into certs/ (README: \"Put it in front of a backend\")."
+    );
     Ok(demo.failed == 0)
 }
 

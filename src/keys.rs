@@ -130,6 +130,55 @@ pub enum KeyError {
     Pem(String),
 }
 
+/// How an HMAC secret is written where it is kept (`secret_encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecretEncoding {
+    /// The bytes as they are: an environment variable's value, a file's
+    /// exact contents (a trailing newline included). The default.
+    #[default]
+    Raw,
+    /// Base64 text (standard or URL-safe alphabet, padded or not; spaces and
+    /// newlines around it ignored), decoded to the secret's bytes.
+    Base64,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the secret is not base64 ({0})")]
+pub struct NotBase64(String);
+
+impl SecretEncoding {
+    /// `"raw"` or `"base64"`.
+    pub fn from_name(name: &str) -> Option<SecretEncoding> {
+        match name {
+            "raw" => Some(SecretEncoding::Raw),
+            "base64" => Some(SecretEncoding::Base64),
+            _ => None,
+        }
+    }
+
+    /// The secret's bytes from what was stored.
+    pub fn decode(self, stored: Vec<u8>) -> Result<Vec<u8>, NotBase64> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{
+            STANDARD_NO_PAD_INDIFFERENT, URL_SAFE_NO_PAD_INDIFFERENT,
+        };
+        match self {
+            SecretEncoding::Raw => Ok(stored),
+            SecretEncoding::Base64 => {
+                let text = stored.trim_ascii();
+                // The alphabets differ in two symbols; a secret uses one.
+                let engine = match text.iter().any(|&b| b == b'-' || b == b'_') {
+                    true => URL_SAFE_NO_PAD_INDIFFERENT,
+                    false => STANDARD_NO_PAD_INDIFFERENT,
+                };
+                engine
+                    .decode(text)
+                    .map_err(|err| NotBase64(err.to_string()))
+            }
+        }
+    }
+}
+
 /// Whether an uncompressed EC point lies on the curve of `alg`. ring checks
 /// this only when verifying (so a bad key would silently refuse every
 /// token); its ECDH validates a peer's public point fully (RFC 8422 §5.11

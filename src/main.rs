@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use jwtgate::config::{self, Config};
 use jwtgate::gateway::{Gateway, unix_now};
 use jwtgate::jwt::{self, Alg, Validation};
-use jwtgate::keys::{Key, KeySet};
+use jwtgate::keys::{Key, KeySet, SecretEncoding};
 use jwtgate::reload::{self, Baseline, Live, Reloader};
 use jwtgate::server::{self, Limits};
 use jwtgate::{admin, demo, explain, jwks, tls, token};
@@ -34,6 +34,8 @@ enum Command {
         /// Path to the config file.
         #[arg(long, short, default_value = "config/jwtgate.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        dev_cert: DevCert,
     },
     /// Walk through the product on an embedded upstream: real TLS, real tokens,
     /// every outcome checked. Needs no files, secrets or backend.
@@ -42,6 +44,8 @@ enum Command {
     Check {
         #[arg(long, short, default_value = "config/jwtgate.toml")]
         config: PathBuf,
+        #[command(flatten)]
+        dev_cert: DevCert,
     },
     /// Show what the gateway would do with one request, without sending it:
     /// the matched route, the token's verdict and every failing check, the
@@ -60,6 +64,16 @@ enum Command {
     /// Mint and read tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Args, Clone, Copy)]
+struct DevCert {
+    /// Where neither `tls_cert` nor `tls_key` exists, generate a development
+    /// CA and a certificate for localhost/127.0.0.1 there (and `ca.crt`
+    /// beside the certificate). Without it a missing file is an error: a
+    /// production gateway never falls back to a self-signed certificate.
+    #[arg(long)]
+    dev_cert: bool,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +112,9 @@ struct KeyArgs {
     /// File holding the HMAC secret (its exact bytes).
     #[arg(long, conflicts_with = "key_file")]
     secret_file: Option<PathBuf>,
+    /// How the secret is written: raw (its bytes as they are) or base64.
+    #[arg(long, default_value = "raw", value_parser = parse_encoding)]
+    secret_encoding: SecretEncoding,
     /// PEM private key (PKCS#8; RSA also PKCS#1) for RS*/PS*/ES256/ES384/EdDSA.
     #[arg(long)]
     key_file: Option<PathBuf>,
@@ -116,6 +133,9 @@ struct OptionalKeyArgs {
     /// File holding the HMAC secret.
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// How the secret is written: raw (its bytes as they are) or base64.
+    #[arg(long, default_value = "raw", value_parser = parse_encoding)]
+    secret_encoding: SecretEncoding,
     /// PEM public key or certificate (with --alg).
     #[arg(long, conflicts_with_all = ["secret_env", "secret_file"])]
     public_key_file: Option<PathBuf>,
@@ -148,7 +168,9 @@ fn main() -> ExitCode {
 
 fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, String> {
     match command {
-        Command::Serve { config } => serve(&config, early_hangup).map(|()| ExitCode::SUCCESS),
+        Command::Serve { config, dev_cert } => {
+            serve(&config, dev_cert, early_hangup).map(|()| ExitCode::SUCCESS)
+        }
         Command::Demo => {
             init_logging(&config::Log {
                 level: "warn".to_owned(),
@@ -162,17 +184,20 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
                 ExitCode::FAILURE
             })
         }
-        Command::Check { config: path } => {
+        Command::Check {
+            config: path,
+            dev_cert,
+        } => {
             let config = Config::load(&path).map_err(|e| e.to_string())?;
             let server = &config.server;
-            if server.tls_cert.exists() || server.tls_key.exists() {
-                load_tls(&path, server)?;
-            } else {
+            if dev_cert.applies(server) {
                 println!(
-                    "certificate: neither {} nor {} exists; serve would generate a development certificate",
+                    "certificate: neither {} nor {} exists; serve --dev-cert would generate a development certificate",
                     server.tls_cert.display(),
                     server.tls_key.display()
                 );
+            } else {
+                load_tls(&path, server)?;
             }
             print_routes(&config);
             Ok(ExitCode::SUCCESS)
@@ -208,6 +233,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
                 None => token::Signer::Hmac(load_key(
                     key.secret_env,
                     key.secret_file,
+                    key.secret_encoding,
                     &key.alg,
                     key.kid,
                 )?),
@@ -215,7 +241,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
             // Beyond ~285 million years exp would pass 2^53, which verifiers refuse.
             let ttl = config::parse_duration(&ttl)
                 .filter(|ttl| ttl.as_secs() < 1 << 52)
-                .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s or 15m"))?;
+                .ok_or_else(|| format!("--ttl {ttl:?} is not a duration like 30s, 1m30s or 15m"))?;
             let now = unix_now();
             let mut map = Map::new();
             map.insert("iat".into(), Value::from(now));
@@ -248,13 +274,25 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
     }
 }
 
-fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<(), String> {
+impl DevCert {
+    /// Whether a development certificate is to be generated: asked for, and
+    /// neither file is there (one file alone is a mistake to report).
+    fn applies(self, server: &config::Server) -> bool {
+        self.dev_cert && !server.tls_cert.exists() && !server.tls_key.exists()
+    }
+}
+
+fn serve(
+    path: &std::path::Path,
+    dev_cert: DevCert,
+    early_hangup: Option<EarlyHangup>,
+) -> Result<(), String> {
     // Before reading: an edit made while starting counts as a change.
     let mut baseline = Baseline::of(path);
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log);
     let server = config.server.clone();
-    if !server.tls_cert.exists() && !server.tls_key.exists() {
+    if dev_cert.applies(&server) {
         let ca = tls::DevPki::generate()
             .and_then(|pki| pki.write(&server.tls_cert, &server.tls_key))
             .map_err(|e| e.to_string())?;
@@ -262,7 +300,7 @@ fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<()
             cert = %server.tls_cert.display(),
             key = %server.tls_key.display(),
             ca = %ca.display(),
-            "no certificate found: generated a self-signed development certificate; configure a real one for production"
+            "--dev-cert: generated a development certificate; configure a real one for production"
         );
         baseline = baseline.written(&[&server.tls_cert, &server.tls_key]);
     }
@@ -322,13 +360,21 @@ fn serve(path: &std::path::Path, early_hangup: Option<EarlyHangup>) -> Result<()
     })
 }
 
-/// The certificate and key `[server]` names, errors as `file: key: message`.
+/// The certificate and key `[server]` names, errors as `file:line: key: message`.
 fn load_tls(
     path: &std::path::Path,
     server: &config::Server,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    tls::load_server_config(&server.tls_cert, &server.tls_key)
-        .map_err(|e| config::tls_error(path, &e))
+    tls::load_server_config(&server.tls_cert, &server.tls_key).map_err(|e| {
+        let message = config::tls_error(path, &e);
+        let neither = !server.tls_cert.exists() && !server.tls_key.exists();
+        match e {
+            tls::TlsError::MissingCert { .. } if neither => {
+                format!("{message} (for a development certificate there, run serve --dev-cert)")
+            }
+            _ => message,
+        }
+    })
 }
 
 /// SIGHUP's default action ends the process, and the reloader only listens
@@ -510,20 +556,32 @@ fn print_routes(config: &Config) {
 fn load_key(
     env: Option<String>,
     file: Option<PathBuf>,
+    encoding: SecretEncoding,
     alg: &str,
     kid: Option<String>,
 ) -> Result<Key, String> {
     let alg = parse_alg(alg)?;
-    let secret = match (env, file) {
-        (Some(var), _) => std::env::var(&var)
-            .map(String::into_bytes)
-            .map_err(|_| format!("environment variable {var} is not set"))?,
-        (None, Some(path)) => {
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        }
+    let (stored, from) = match (env, file) {
+        (Some(var), _) => (
+            std::env::var(&var)
+                .map(String::into_bytes)
+                .map_err(|_| format!("environment variable {var} is not set"))?,
+            var,
+        ),
+        (None, Some(path)) => (
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
         (None, None) => return Err("give --secret-env or --secret-file".to_owned()),
     };
+    let secret = encoding
+        .decode(stored)
+        .map_err(|e| format!("{from}: {e}"))?;
     Key::hmac(kid, alg, &secret).map_err(|e| e.to_string())
+}
+
+fn parse_encoding(name: &str) -> Result<SecretEncoding, String> {
+    SecretEncoding::from_name(name).ok_or_else(|| format!("{name:?} is not one of raw, base64"))
 }
 
 fn parse_alg(alg: &str) -> Result<Alg, String> {
@@ -597,6 +655,7 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
         KeySet::new(vec![load_key(
             key.secret_env,
             key.secret_file,
+            key.secret_encoding,
             &key.alg,
             kid,
         )?])

@@ -15,6 +15,10 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("{path} does not exist")]
+    MissingCert { path: PathBuf },
+    #[error("{path} does not exist")]
+    MissingKey { path: PathBuf },
     #[error("cannot read certificate chain {path}: {source}")]
     Cert {
         path: PathBuf,
@@ -41,8 +45,10 @@ impl TlsError {
     /// The config key(s) naming the file(s) at fault, for `file: key: message`.
     pub fn config_key(&self) -> &'static str {
         match self {
-            TlsError::Cert { .. } | TlsError::NoCert { .. } => "server.tls_cert",
-            TlsError::Key { .. } => "server.tls_key",
+            TlsError::Cert { .. } | TlsError::NoCert { .. } | TlsError::MissingCert { .. } => {
+                "server.tls_cert"
+            }
+            TlsError::Key { .. } | TlsError::MissingKey { .. } => "server.tls_key",
             _ => "server.tls_cert, server.tls_key",
         }
     }
@@ -113,8 +119,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Reads a PEM certificate chain and private key.
+/// Reads a PEM certificate chain and private key. A file that is not there
+/// is [`TlsError::MissingCert`] / [`TlsError::MissingKey`], never a reason
+/// to make one up: generating a development certificate is the caller's
+/// explicit choice ([`DevPki`]).
 pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    if !cert.exists() {
+        return Err(TlsError::MissingCert {
+            path: cert.to_owned(),
+        });
+    }
+    if !key.exists() {
+        return Err(TlsError::MissingKey {
+            path: key.to_owned(),
+        });
+    }
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Cert {

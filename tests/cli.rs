@@ -17,12 +17,26 @@ use support::{Protocol, Upstream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwtgate");
 
+/// The tests' own config: never `config/jwtgate.toml`, which users edit.
+const FIXTURE: &str = include_str!("fixtures/jwtgate.toml");
+
+/// The 1-based number of the first line of `text` that starts with `start`.
+fn line_of(text: &str, start: &str) -> usize {
+    text.lines().position(|l| l.starts_with(start)).unwrap() + 1
+}
+
 /// Runs the binary to completion; a run longer than 30 s is killed and fails the test.
 fn jwtgate(args: &[&str], dir: &std::path::Path) -> Output {
+    jwtgate_with(args, dir, &[])
+}
+
+/// [`jwtgate`] with `env` added.
+fn jwtgate_with(args: &[&str], dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .current_dir(dir)
         .env("JWTGATE_SECRET", support::SECRET)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -42,13 +56,9 @@ fn jwtgate(args: &[&str], dir: &std::path::Path) -> Output {
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("jwtgate-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    // The example config names config/revoked.toml.
+    // The fixture names config/revoked.toml.
     std::fs::create_dir_all(dir.join("config")).unwrap();
-    std::fs::write(
-        dir.join("config/revoked.toml"),
-        include_str!("../config/revoked.toml"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("config/revoked.toml"), "# no entries\n").unwrap();
     dir
 }
 
@@ -59,8 +69,7 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn broken_config_is_one_line_naming_file_line_and_key_with_exit_1() {
     let dir = scratch("broken");
-    let example = include_str!("../config/jwtgate.toml");
-    let broken = example.replacen(
+    let broken = FIXTURE.replacen(
         "upstream = \"app\"\nmethods",
         "upstream = \"ap\"\nmethods",
         1,
@@ -94,7 +103,13 @@ fn startup_failures_are_one_line_never_a_panic() {
             )
             .unwrap();
     }
-    let example = include_str!("../config/jwtgate.toml");
+    let example = FIXTURE;
+    let cert_line = line_of(example, "tls_cert");
+    let unreadable =
+        format!("jwtgate.toml:{cert_line}: server.tls_cert: bad.crt holds no certificate");
+    let mismatched = format!(
+        "jwtgate.toml:{cert_line}: server.tls_cert, server.tls_key: the private key does not belong to the certificate"
+    );
     let cases = [
         ("missing file", None, "error: nope.toml: cannot read: "),
         (
@@ -114,7 +129,7 @@ fn startup_failures_are_one_line_never_a_panic() {
                     .replace("certs/server.crt", "bad.crt")
                     .replace("certs/server.key", "bad.key"),
             ),
-            "jwtgate.toml:7: server.tls_cert: bad.crt holds no certificate",
+            unreadable.as_str(),
         ),
         (
             "key of another certificate",
@@ -123,7 +138,7 @@ fn startup_failures_are_one_line_never_a_panic() {
                     .replace("certs/server.crt", "a.crt")
                     .replace("certs/server.key", "b.key"),
             ),
-            "jwtgate.toml:7: server.tls_cert, server.tls_key: the private key does not belong to the certificate",
+            mismatched.as_str(),
         ),
         ("not TOML", Some("[server\n".to_owned()), "jwtgate.toml:1"),
     ];
@@ -217,6 +232,24 @@ fn minted_token_inspects_and_verifies_with_the_same_secret() {
     assert!(verified.status.success());
     assert!(String::from_utf8_lossy(&verified.stdout).contains("signature: valid"));
 
+    // The same secret kept as base64, as secrets usually are.
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, support::SECRET);
+    let from_base64 = jwtgate_with(
+        &[
+            "token",
+            "inspect",
+            &token,
+            "--secret-env",
+            "SECRET_B64",
+            "--secret-encoding",
+            "base64",
+        ],
+        &dir,
+        &[("SECRET_B64", &b64)],
+    );
+    assert!(from_base64.status.success(), "{}", stderr(&from_base64));
+    assert!(String::from_utf8_lossy(&from_base64.stdout).contains("signature: valid"));
+
     std::fs::write(
         dir.join("other.key"),
         "a-different-secret-of-sufficient-length!",
@@ -236,16 +269,20 @@ fn demo_walks_through_every_step_and_exits_zero() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}\n{}", stderr(&output));
     assert!(text.contains("8 passed, 0 failed"), "{text}");
+    assert!(text.contains("`jwtgate serve --dev-cert`"), "{text}");
 }
 
 #[test]
 fn check_prints_the_route_table_longest_prefix_first() {
-    let output = jwtgate(
-        &["check", "--config", "config/jwtgate.toml"],
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-    );
+    let dir = scratch("check");
+    std::fs::write(dir.join("jwtgate.toml"), FIXTURE).unwrap();
+    let output = jwtgate(&["check", "--dev-cert", "--config", "jwtgate.toml"], &dir);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        text.contains("serve --dev-cert would generate a development certificate"),
+        "{text}"
+    );
     let prefixes: Vec<&str> = text
         .lines()
         .skip(1)
@@ -263,7 +300,161 @@ fn check_prints_the_route_table_longest_prefix_first() {
     );
 }
 
-/// `jwtgate serve` on the example config, in `dir`, proxying to `upstream`.
+/// `config/jwtgate.toml` as shipped (with the revocation list it names),
+/// checked where a user runs the quick start: `check --dev-cert` passes.
+/// (The other tests use their own fixture, so edits to it break only this.)
+#[test]
+fn the_shipped_example_config_passes_check() {
+    let dir = scratch("shipped");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["config/jwtgate.toml", "config/revoked.toml"] {
+        std::fs::copy(repo.join(file), dir.join(file)).unwrap();
+    }
+    let output = jwtgate(&["check", "--dev-cert"], &dir);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// The README's quick start, its two terminal blocks run as written by two
+/// shells that share nothing but the directory (the second inherits no
+/// `JWTGATE_SECRET`). Only `cargo run` becomes the built binary, and the
+/// port a free one; the config is what the README says to edit, pointed at
+/// a recording upstream.
+#[tokio::test]
+async fn the_readme_quick_start_works_in_two_terminals() {
+    let readme = include_str!("../README.md");
+    let block = |title: &str| {
+        let start = readme
+            .find(&format!("```sh\n# {title}\n"))
+            .unwrap_or_else(|| panic!("README has no block starting \"# {title}\""));
+        let body = &readme[start + "```sh\n".len()..];
+        body[..body.find("```").unwrap()].to_owned()
+    };
+    let dir = scratch("quick-start");
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let config = FIXTURE
+        .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &upstream.addr.to_string());
+    std::fs::write(dir.join("config/jwtgate.toml"), config).unwrap();
+    let as_here = |script: String| {
+        let script = script
+            .replace("cargo run -q --release --", BIN)
+            .replace("cargo run --release --", BIN)
+            .replace("localhost:8443", &format!("localhost:{port}"));
+        assert!(!script.contains("cargo "), "{script}");
+        script
+    };
+    let terminal = |script: String| {
+        let mut shell = Command::new("bash");
+        shell
+            .args(["-eu", "-o", "pipefail", "-c", &as_here(script)])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap());
+        shell
+    };
+
+    /// Terminal 1's shell and the gateway it started, ended on drop: each
+    /// by its own process id (the shell's children, then the shell).
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let shell = self.0.id();
+            let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                .unwrap_or_default();
+            let pids = children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .chain([shell])
+                .filter(|&pid| pid > 1);
+            for pid in pids {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let _ = self.0.wait();
+        }
+    }
+    let log = std::fs::File::create(dir.join("terminal-1.log")).unwrap();
+    let mut first = Group(
+        terminal(block("Terminal 1"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        let log = || std::fs::read_to_string(dir.join("terminal-1.log")).unwrap();
+        assert!(first.0.try_wait().unwrap().is_none(), "{}", log());
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut second = terminal(block("Terminal 2"));
+    let second = tokio::task::spawn_blocking(move || second.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        stderr(&second),
+        std::fs::read_to_string(dir.join("terminal-1.log")).unwrap()
+    );
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(upstream.last().header("x-user-id"), Some("42"));
+    assert_eq!(upstream.last().header("x-role"), Some("user"));
+    drop(first);
+}
+
+#[test]
+fn a_missing_certificate_is_a_start_up_error_unless_dev_cert_is_given() {
+    let dir = scratch("no-cert");
+    std::fs::write(dir.join("jwtgate.toml"), FIXTURE).unwrap();
+    let line = line_of(FIXTURE, "tls_cert");
+    let expected = format!(
+        "error: jwtgate.toml:{line}: server.tls_cert: certs/server.crt does not exist (for a development certificate there, run serve --dev-cert)\n"
+    );
+    // `check` first: it fails the same way, and fast.
+    for command in ["check", "serve"] {
+        let output = jwtgate(&[command, "--config", "jwtgate.toml"], &dir);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{command}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), expected, "{command}");
+        assert!(!dir.join("certs").exists(), "{command} wrote certs/");
+    }
+
+    // One file present, the other missing: named, even with --dev-cert.
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    jwtgate::tls::DevPki::generate()
+        .unwrap()
+        .write(&dir.join("certs/server.crt"), &dir.join("certs/other.key"))
+        .unwrap();
+    let key_line = line_of(FIXTURE, "tls_key");
+    for command in ["check", "serve"] {
+        let output = jwtgate(&[command, "--dev-cert", "--config", "jwtgate.toml"], &dir);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{command}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "error: jwtgate.toml:{key_line}: server.tls_key: certs/server.key does not exist\n"
+            ),
+            "{command}"
+        );
+    }
+}
+
+/// `jwtgate serve --dev-cert` on the fixture config, in `dir`, proxying to `upstream`.
 /// Killed on drop, so a failing test leaves no gateway behind.
 struct Served {
     child: Option<std::process::Child>,
@@ -280,7 +471,7 @@ impl Drop for Served {
 }
 
 impl Served {
-    /// Writes `dir/jwtgate.toml`: the example config on a free port, with
+    /// Writes `dir/jwtgate.toml`: the fixture config on a free port, with
     /// `upstream`, no iss/aud checks, and `edit` applied. Returns the port
     /// and the text.
     fn write_config(
@@ -290,7 +481,7 @@ impl Served {
     ) -> (u16, String) {
         let port = free_port();
         let text = edit(
-            include_str!("../config/jwtgate.toml")
+            FIXTURE
                 .replace("0.0.0.0:8443", &format!("127.0.0.1:{port}"))
                 .replace("127.0.0.1:8080", &upstream.to_string())
                 .replace("issuers = [", "# issuers = [")
@@ -313,7 +504,7 @@ impl Served {
         while_starting: impl Fn(u32),
     ) -> Served {
         let mut child = Command::new(BIN)
-            .args(["serve", "--config", "jwtgate.toml"])
+            .args(["serve", "--dev-cert", "--config", "jwtgate.toml"])
             .current_dir(dir)
             .env("JWTGATE_SECRET", support::SECRET)
             .env_remove("JWTGATE_LOG")
@@ -394,7 +585,7 @@ fn user_42_token() -> String {
 }
 
 #[tokio::test]
-async fn serve_generates_a_dev_certificate_and_proxies_until_sigterm() {
+async fn serve_with_dev_cert_generates_a_certificate_and_proxies_until_sigterm() {
     let dir = scratch("serve");
     let upstream = Upstream::start().await;
     let (port, _) = Served::write_config(&dir, upstream.addr, |c| c);
@@ -490,7 +681,7 @@ async fn an_ip_address_sent_as_sni_is_served_and_not_warned_about_per_handshake(
     );
 }
 
-/// The example config with the file watcher off, so only SIGHUP reloads.
+/// The fixture config with the file watcher off, so only SIGHUP reloads.
 fn no_watch(config: String) -> String {
     config.replace("\nwatch = true ", "\nwatch = false")
 }
@@ -700,7 +891,10 @@ async fn the_access_line_of_a_verified_request_the_upstream_failed_names_its_use
 
 #[test]
 fn explain_shows_route_token_verdict_and_decision_without_traffic() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // At explain's default config path, config/jwtgate.toml.
+    let dir = scratch("explain");
+    std::fs::write(dir.join("config/jwtgate.toml"), FIXTURE).unwrap();
+    let repo = dir.as_path();
     let user = support::mint_with(
         support::SECRET,
         Some("2026-11"),
@@ -764,12 +958,7 @@ fn explain_shows_route_token_verdict_and_decision_without_traffic() {
     );
 
     // The same token, revoked by its jti.
-    let dir = scratch("explain");
-    std::fs::write(
-        dir.join("jwtgate.toml"),
-        include_str!("../config/jwtgate.toml"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("jwtgate.toml"), FIXTURE).unwrap();
     std::fs::write(
         dir.join("config/revoked.toml"),
         "[[revoke]]\njti = \"stolen\"\n",

@@ -1,4 +1,5 @@
-//! Durations written as strings with a unit: "500ms", "30s", "15m", "1h", "1d".
+//! Durations written as strings with units: "500ms", "30s", "1m30s", "15m",
+//! "1h", "1d", read by the `humantime` crate.
 
 use std::time::Duration;
 
@@ -42,12 +43,12 @@ pub(super) fn duration_or(
 ) -> Result<Duration, Invalid> {
     match raw {
         None => Ok(Duration::from_secs(default_secs)),
-        Some(text) => parse_duration(text.get_ref()).ok_or_else(|| {
+        Some(text) => humantime::parse_duration(text.get_ref()).map_err(|err| {
             invalid(
                 &text,
                 key,
                 format!(
-                    "{:?} is not a duration like \"500ms\", \"30s\", \"15m\", \"1h\"",
+                    "{:?} is not a duration like \"500ms\", \"30s\", \"1m30s\", \"15m\", \"1h\" ({err})",
                     text.get_ref()
                 ),
             )
@@ -55,18 +56,9 @@ pub(super) fn duration_or(
     }
 }
 
-/// Parses `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"1d"`.
+/// Parses a duration with units: `"500ms"`, `"30s"`, `"1m30s"`, `"15m"`,
+/// `"1h"`, `"1d"` (and humantime's other spellings, such as `"1m 30s"` or
+/// `"2hours"`). A bare number has no unit and is refused.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        _ => None,
-    }
+    humantime::parse_duration(text).ok()
 }

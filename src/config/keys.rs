@@ -12,7 +12,7 @@ use super::raw::{RawClaimPath, RawJwt, RawProvider};
 use crate::headers::ClaimHeader;
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, ClaimPath, Provider, Validation};
-use crate::keys::{Key, KeyError};
+use crate::keys::{Key, KeyError, SecretEncoding};
 
 /// `[jwt]` as a provider, or `[[provider]]` tables: each provider's rules,
 /// keys (stamped with its index) and key sources, in config order.
@@ -309,12 +309,39 @@ fn validate_section(
             key: format!("jwt.keys[{i}]"),
             message,
         };
+        let encoding = match &raw_key.secret_encoding {
+            None => SecretEncoding::Raw,
+            Some(name) if raw_key.public_key_file.is_some() => {
+                return Err(invalid(
+                    name,
+                    at("secret_encoding"),
+                    "applies to secret_env and secret_file, not public_key_file",
+                ));
+            }
+            Some(name) => SecretEncoding::from_name(name.get_ref()).ok_or_else(|| {
+                invalid(
+                    name,
+                    at("secret_encoding"),
+                    format!("{:?} is not one of raw, base64", name.get_ref()),
+                )
+            })?,
+        };
+        let decode = |stored: Vec<u8>| {
+            encoding.decode(stored).map_err(|err| {
+                let span = raw_key.secret_encoding.as_ref().map(Spanned::span);
+                Invalid {
+                    span,
+                    key: at("secret_encoding"),
+                    message: err.to_string(),
+                }
+            })
+        };
         let material = match (
             raw_key.secret_env,
             raw_key.secret_file,
             raw_key.public_key_file,
         ) {
-            (Some(var), None, None) => KeyMaterial::Secret(
+            (Some(var), None, None) => KeyMaterial::Secret(decode(
                 env(var.get_ref())
                     .filter(|s| !s.is_empty())
                     .map(String::into_bytes)
@@ -325,15 +352,15 @@ fn validate_section(
                             format!("environment variable {} is not set", var.get_ref()),
                         )
                     })?,
-            ),
+            )?),
             (None, Some(path), None) => {
-                KeyMaterial::Secret(std::fs::read(path.get_ref()).map_err(|err| {
+                KeyMaterial::Secret(decode(std::fs::read(path.get_ref()).map_err(|err| {
                     invalid(
                         &path,
                         at("secret_file"),
                         format!("cannot read {}: {err}", path.get_ref().display()),
                     )
-                })?)
+                })?)?)
             }
             (None, None, Some(path)) => KeyMaterial::PublicKey(path),
             _ => {

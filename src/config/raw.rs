@@ -139,6 +139,7 @@ pub(super) struct RawKey {
     pub(super) alg: Spanned<String>,
     pub(super) secret_env: Option<Spanned<String>>,
     pub(super) secret_file: Option<Spanned<PathBuf>>,
+    pub(super) secret_encoding: Option<Spanned<String>>,
     pub(super) public_key_file: Option<Spanned<PathBuf>>,
     pub(super) issuer: Option<String>,
 }

@@ -67,6 +67,64 @@ fn missing_secret_env_is_named() {
 }
 
 #[test]
+fn a_base64_secret_is_decoded_when_secret_encoding_says_so() {
+    use base64::Engine;
+    let secret: Vec<u8> = (0u8..32).map(|b| b.wrapping_mul(37) ^ 0xa5).collect();
+    let stored = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let with = |encoding: &str, value: &str| {
+        let text = BASE.replace(
+            "secret_env = \"SECRET\"\n",
+            &format!("secret_env = \"B64\"\n{encoding}"),
+        ) + ROUTE;
+        let value = value.to_owned();
+        Config::from_toml_str(&text, "test.toml", &move |name| {
+            (name == "B64").then(|| value.clone())
+        })
+    };
+    let claims = serde_json::json!({"sub": "42", "exp": 4_000_000_000i64});
+    let serde_json::Value::Object(claims) = claims else {
+        unreachable!()
+    };
+    let token = crate::token::mint(
+        &crate::keys::Key::hmac(None, crate::jwt::Alg::HS256, &secret).unwrap(),
+        &claims,
+    );
+    let verifies = |config: &Config| {
+        crate::jwt::verify(&token, &config.keys, &config.providers[0].validation, 0).is_ok()
+    };
+
+    // The default: the variable's bytes as they are, base64 text included.
+    let raw = with("", &stored).unwrap();
+    assert!(!verifies(&raw));
+    let decoded = with("secret_encoding = \"base64\"\n", &format!("{stored}\n")).unwrap();
+    assert!(verifies(&decoded));
+    let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret);
+    let decoded = with("secret_encoding = \"base64\"\n", &url_safe).unwrap();
+    assert!(verifies(&decoded));
+
+    // Decoded length is what counts: 31 bytes are too short for HS256.
+    let short = base64::engine::general_purpose::STANDARD.encode(&secret[..31]);
+    let err = with("secret_encoding = \"base64\"\n", &short).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("at least 32 bytes, this one has 31"),
+        "{err}"
+    );
+
+    let err = with("secret_encoding = \"base64\"\n", "not base64!").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("test.toml:9: jwt.keys[0].secret_encoding: the secret is not base64"),
+        "{err}"
+    );
+    let err = with("secret_encoding = \"hex\"\n", &stored).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "test.toml:9: jwt.keys[0].secret_encoding: \"hex\" is not one of raw, base64"
+    );
+}
+
+#[test]
 fn short_hmac_secret_is_refused() {
     let text = BASE.replace("HS256", "HS512") + "[[route]]\npath = \"/\"\nupstream = \"app\"\n";
     assert!(error(&text).contains("HS512 needs a secret of at least 64 bytes"));
@@ -356,4 +414,31 @@ fn durations_take_units() {
     assert_eq!(parse_duration("30"), None);
     assert_eq!(parse_duration("s"), None);
     assert_eq!(parse_duration("-1s"), None);
+    assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+}
+
+#[test]
+fn compound_durations_are_read_and_a_bad_one_names_file_line_and_key() {
+    let with_grace = |grace: &str| {
+        BASE.replace(
+            "tls_key = \"k.pem\"\n",
+            &format!("tls_key = \"k.pem\"\nshutdown_grace = \"{grace}\"\n"),
+        ) + ROUTE
+    };
+    let config = parse(&with_grace("1m30s")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.shutdown_grace, Duration::from_secs(90));
+    let err = error(&with_grace("1m30x"));
+    assert!(
+        err.starts_with(
+            "test.toml:6: server.shutdown_grace: \"1m30x\" is not a duration like \"500ms\", \"30s\", \"1m30s\""
+        ),
+        "{err}"
+    );
+    let err = error(&with_grace("90"));
+    assert!(
+        err.starts_with("test.toml:6: server.shutdown_grace: \"90\" is not a duration"),
+        "{err}"
+    );
 }
