@@ -493,14 +493,8 @@ fn verify_for(
 
     let (alg, kid, key, signature) = with_header(header_b64, |alg, kid, typ| {
         *alg_seen = Some(alg);
-        let signature = decode(signature_b64, Segment::Signature)?;
-        if alg
-            .signature_len()
-            .is_some_and(|len| len != signature.len())
-        {
-            return Err(JwtError::BadSignature);
-        }
-        let key = select_key(candidates, kid, alg, signing_input, &signature)?;
+        let signature = Signature::decode(signature_b64, alg)?;
+        let key = select_key(candidates, kid, alg, signing_input, signature.bytes())?;
         // RFC 8725 §3.11: the type tells an access token from an ID or a
         // logout token whose claims would pass as well.
         if !validation.typ.is_empty()
@@ -510,7 +504,9 @@ fn verify_for(
                 typ: typ.map(str::to_owned),
             });
         }
-        Ok((alg, kid.map(str::to_owned), key, signature))
+        // The kid is wanted again only to look for another key of an issuer.
+        let kid = key.issuer.as_ref().and(kid).map(str::to_owned);
+        Ok((alg, kid, key, signature))
     })?;
 
     let payload =
@@ -531,7 +527,7 @@ fn verify_for(
         let mut others = candidates
             .matching(kid.as_deref(), alg)
             .filter(|other| other.issuer.is_none() || other.issuer.as_deref() == iss);
-        if !others.any(|other| other.verify(signing_input.as_bytes(), &signature)) {
+        if !others.any(|other| other.verify(signing_input.as_bytes(), signature.bytes())) {
             return Err(JwtError::IssuerNotBound {
                 kid: key.kid.clone(),
                 issuer: bound.clone(),
@@ -557,6 +553,39 @@ fn verify_for(
         jti,
         claims: ClaimSet::new(payload, index),
     })
+}
+
+/// A decoded signature: on the stack for the algorithms whose signatures
+/// have a fixed length, on the heap for RSA's (as long as the modulus).
+enum Signature {
+    Fixed([u8; 96], usize),
+    Rsa(Vec<u8>),
+}
+
+impl Signature {
+    fn decode(segment: &str, alg: Alg) -> Result<Signature, JwtError> {
+        let Some(len) = alg.signature_len() else {
+            return decode(segment, Segment::Signature).map(Signature::Rsa);
+        };
+        let mut buf = [0; 96];
+        match URL_SAFE_NO_PAD.decode_slice(segment, &mut buf) {
+            Ok(decoded) if decoded == len => Ok(Signature::Fixed(buf, len)),
+            // Too long for any fixed-length signature, or not this one's length.
+            Ok(_) | Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                Err(JwtError::BadSignature)
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => Err(JwtError::Base64 {
+                segment: Segment::Signature,
+            }),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Signature::Fixed(buf, len) => buf.get(..*len).unwrap_or_default(),
+            Signature::Rsa(bytes) => bytes,
+        }
+    }
 }
 
 /// RFC 9068 §4 / RFC 8725 §3.11: `typ` compared without case and with or

@@ -49,15 +49,24 @@ impl ClaimRule {
 
     /// The values a claim's raw JSON holds for this rule.
     fn values<'v>(&self, raw: &'v str) -> Option<Vec<Cow<'v, str>>> {
-        let mut values = claim_values(raw)?;
-        if self.space_separated {
-            values = (values.iter())
-                .flat_map(|value| value.split(' ').filter(|part| !part.is_empty()))
-                .map(|part| Cow::Owned(part.to_owned()))
-                .collect();
+        let values = claim_values(raw)?;
+        if !self.space_separated {
+            return Some(values);
         }
-        Some(values)
+        let mut parts = Vec::new();
+        for value in values {
+            match value {
+                Cow::Borrowed(text) => parts.extend(words(text).map(Cow::Borrowed)),
+                Cow::Owned(text) => parts.extend(words(&text).map(|w| Cow::Owned(w.to_owned()))),
+            }
+        }
+        Some(parts)
     }
+}
+
+/// The space-separated words of `text` (OAuth `scope`, RFC 6749 §3.3).
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(' ').filter(|word| !word.is_empty())
 }
 
 /// The values a claim holds: a string is one value, an array its elements,

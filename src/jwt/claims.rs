@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use serde_json::value::RawValue;
 
-use super::object::{Object, Text};
+use super::object::{self, Object, Text, same_name};
 use super::{ClaimPath, JwtError, Roles, Segment, Validation};
 
 /// The claims the verifier checks, as typed values, and the whole claim
@@ -49,16 +49,33 @@ pub(super) fn parse_claims<'a>(
             claim: claim.clone(),
         });
     }
+    // One pass puts the registered claims in their slots: names compared
+    // with constants, which the compiler does inline.
+    let mut slots: [Option<&RawValue>; 6] = [None; 6];
+    for (name, value) in members.members() {
+        let slot = match &**name {
+            "exp" => 0,
+            "nbf" => 1,
+            "iat" => 2,
+            "iss" => 3,
+            "aud" => 4,
+            "jti" => 5,
+            _ => continue,
+        };
+        slots[slot] = Some(value);
+    }
+    let [exp, nbf, iat, iss, aud, jti] = slots;
+    let at = |claim: &'static str, value: Option<&'a RawValue>| Slot { claim, value };
     // A fraction is rounded the strict way: exp down, nbf up; iat down, so
     // a revocation of tokens issued before a time holds.
-    let exp = read(&members, "exp", |raw| numeric_date(raw, Rounding::Down))?;
-    let nbf = read(&members, "nbf", |raw| numeric_date(raw, Rounding::Up))?;
-    let iat = read(&members, "iat", |raw| numeric_date(raw, Rounding::Down))?;
-    let iss = read(&members, "iss", string)?;
-    let aud = read(&members, "aud", strings)?;
+    let exp = at("exp", exp).read(|raw| numeric_date(raw, Rounding::Down))?;
+    let nbf = at("nbf", nbf).read(|raw| numeric_date(raw, Rounding::Up))?;
+    let iat = at("iat", iat).read(|raw| numeric_date(raw, Rounding::Down))?;
+    let iss = at("iss", iss).read(string)?;
+    let aud = at("aud", aud).read(strings)?;
     let user = read_at(&members, &validation.user_claim, user_id)?;
     let roles = read_at(&members, &validation.role_claim, roles)?.unwrap_or_default();
-    let jti = read(&members, "jti", string)?.map(Cow::into_owned);
+    let jti = at("jti", jti).read(string)?.map(Cow::into_owned);
     Ok(Claims {
         exp,
         nbf,
@@ -70,6 +87,30 @@ pub(super) fn parse_claims<'a>(
         jti,
         members,
     })
+}
+
+/// A registered claim's value, if present.
+struct Slot<'a> {
+    claim: &'static str,
+    value: Option<&'a RawValue>,
+}
+
+impl<'a> Slot<'a> {
+    /// The value converted to its type.
+    fn read<T>(
+        self,
+        convert: impl FnOnce(&'a RawValue) -> Result<T, &'static str>,
+    ) -> Result<Option<T>, JwtError> {
+        let value = self.value.map(convert).transpose();
+        value.map_err(|problem| invalid(self.claim, problem))
+    }
+}
+
+fn invalid(claim: &str, problem: &'static str) -> JwtError {
+    JwtError::InvalidClaim {
+        claim: claim.to_owned(),
+        problem,
+    }
 }
 
 /// The claim at `path` converted to its type, if present.
@@ -91,9 +132,7 @@ pub(super) fn value_at<'a, S: AsRef<str>>(object: &Object<'a>, path: &[S]) -> Op
     let (first, rest) = path.split_first()?;
     let mut value = object.get(first.as_ref())?;
     for step in rest {
-        value = Object::parse(value.get().as_bytes(), MAX_NESTED_MEMBERS)
-            .ok()?
-            .get(step.as_ref())?;
+        value = object::find(value.get(), step.as_ref())?;
     }
     Some(value)
 }
@@ -127,8 +166,9 @@ fn read<'a, T>(
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClaimSet {
     text: String,
-    /// Sorted by name, as [`Object`] sorts them.
+    /// In the order [`Object`] keeps them (sorted by name when `sorted`).
     members: Vec<(MemberName, Range<usize>)>,
+    sorted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,10 +180,7 @@ enum MemberName {
 }
 
 /// The member places of a [`ClaimSet`], before it owns its text.
-pub(super) struct ClaimIndex(Vec<(MemberName, Range<usize>)>);
-
-/// Most members a nested object read by [`ClaimSet::get`] may have.
-const MAX_NESTED_MEMBERS: usize = 4096;
+pub(super) struct ClaimIndex(Vec<(MemberName, Range<usize>)>, bool);
 
 impl ClaimSet {
     /// Keeps `text` with the places of its members, which `object` (parsed
@@ -152,6 +189,7 @@ impl ClaimSet {
         ClaimSet {
             text,
             members: index.0,
+            sorted: index.1,
         }
     }
 
@@ -172,7 +210,7 @@ impl ClaimSet {
                 (name, at(value.get()))
             })
             .collect();
-        ClaimIndex(members)
+        ClaimIndex(members, object.is_sorted())
     }
 
     /// A claim set from JSON text, for tests elsewhere.
@@ -192,9 +230,14 @@ impl ClaimSet {
 
     /// The raw JSON text of the top-level claim `name`.
     pub fn top(&self, name: &str) -> Option<&str> {
-        let at = (self.members)
-            .binary_search_by(|(member, _)| self.name(member).cmp(name))
-            .ok()?;
+        let at = match self.sorted {
+            true => (self.members)
+                .binary_search_by(|(member, _)| self.name(member).cmp(name))
+                .ok()?,
+            false => {
+                (self.members.iter()).position(|(member, _)| same_name(self.name(member), name))?
+            }
+        };
         self.text.get(self.members[at].1.clone())
     }
 
@@ -203,14 +246,11 @@ impl ClaimSet {
     /// step is missing, is not an object, or repeats a member name.
     pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&str> {
         let (first, rest) = path.split_first()?;
-        let top = self.top(first.as_ref())?;
-        match rest {
-            [] => Some(top),
-            _ => {
-                let object = Object::parse(top.as_bytes(), MAX_NESTED_MEMBERS).ok()?;
-                value_at(&object, rest).map(RawValue::get)
-            }
+        let mut value = self.top(first.as_ref())?;
+        for step in rest {
+            value = object::find(value, step.as_ref())?.get();
         }
+        Some(value)
     }
 }
 

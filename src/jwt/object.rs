@@ -14,10 +14,23 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// An object's members, sorted by name, no name twice.
+/// An object's members, no name twice: in document order when there are
+/// few (found by a scan), sorted by name when there are many (found by a
+/// binary search).
 #[derive(Debug, Default)]
 pub struct Object<'a> {
     members: Vec<(Text<'a>, &'a RawValue)>,
+    sorted: bool,
+}
+
+/// Up to this many members, names are compared pairwise: for the handful a
+/// token holds, that beats sorting them.
+pub const FEW: usize = 16;
+
+/// `a == b`, deciding most unequal short names before comparing bytes.
+#[inline]
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 impl<'a> Object<'a> {
@@ -34,24 +47,44 @@ impl<'a> Object<'a> {
         if let Some(at) = lone_surrogate(text) {
             return Err(format!("lone surrogate escape at byte {at}"));
         }
-        // Sorting makes the duplicate check n log n whatever the names are,
-        // and lookups a binary search.
-        members.sort_unstable_by(|(a, _), (b, _)| a.0.cmp(&b.0));
-        if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            return Err(format!("duplicate member {:?}", pair[0].0.0));
+        let duplicate = match members.len() <= FEW {
+            true => (1..members.len()).find_map(|i| {
+                let name = &members[i].0.0;
+                members[..i]
+                    .iter()
+                    .any(|(other, _)| same_name(&other.0, name))
+                    .then_some(i)
+            }),
+            // Sorting keeps the check n log n whatever the names are.
+            false => {
+                members.sort_unstable_by(|(a, _), (b, _)| a.0.cmp(&b.0));
+                (1..members.len()).find(|&i| members[i - 1].0 == members[i].0)
+            }
+        };
+        if let Some(i) = duplicate {
+            return Err(format!("duplicate member {:?}", members[i].0.0));
         }
-        Ok(Object { members })
+        let sorted = members.len() > FEW;
+        Ok(Object { members, sorted })
     }
 
     /// The raw value of the member `name`.
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.members
-            .binary_search_by(|(member, _)| (*member.0).cmp(name))
-            .ok()
-            .map(|at| self.members[at].1)
+        let at = match self.sorted {
+            true => (self.members)
+                .binary_search_by(|(member, _)| (*member.0).cmp(name))
+                .ok(),
+            false => (self.members.iter()).position(|(member, _)| same_name(&member.0, name)),
+        };
+        at.map(|at| self.members[at].1)
     }
 
-    /// Every member, sorted by name.
+    /// Whether [`Object::members`] come sorted by name.
+    pub fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+
+    /// Every member, in document order or sorted (see [`Object::is_sorted`]).
     pub fn members(&self) -> impl Iterator<Item = (&Cow<'a, str>, &'a RawValue)> {
         self.members.iter().map(|(name, value)| (&name.0, *value))
     }
@@ -63,6 +96,39 @@ impl<'a> Object<'a> {
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
+}
+
+/// The raw value of member `name` of the object `json`, read in one pass
+/// without collecting the others (for a claim path's inner steps). `None`
+/// when `json` is not an object, lacks the member, or names it twice.
+pub fn find<'a>(json: &'a str, name: &str) -> Option<&'a RawValue> {
+    struct Find<'n> {
+        name: &'n str,
+    }
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                if !same_name(&key.0, self.name) {
+                    map.next_value::<de::IgnoredAny>()?;
+                } else if found.is_some() {
+                    return Err(de::Error::custom("duplicate member"));
+                } else {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                }
+            }
+            Ok(found)
+        }
+    }
+    if !json.starts_with('{') {
+        return None;
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    deserializer.deserialize_map(Find { name }).ok().flatten()
 }
 
 /// A JSON string, borrowed from the document unless it had escapes.
