@@ -48,12 +48,9 @@ impl<'a> Object<'a> {
             return Err(format!("lone surrogate escape at byte {at}"));
         }
         let duplicate = match members.len() <= FEW {
-            true => (1..members.len()).find_map(|i| {
+            true => (1..members.len()).find(|&i| {
                 let name = &members[i].0.0;
-                members[..i]
-                    .iter()
-                    .any(|(other, _)| same_name(&other.0, name))
-                    .then_some(i)
+                (members[..i].iter()).any(|(other, _)| same_name(&other.0, name))
             }),
             // Sorting keeps the check n log n whatever the names are.
             false => {
