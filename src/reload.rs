@@ -115,6 +115,13 @@ impl Reloader {
         self
     }
 
+    /// How long a new key source may take to load before a reload is
+    /// refused. Defaults to 10 s.
+    pub fn key_wait(mut self, wait: Duration) -> Reloader {
+        self.key_wait = wait;
+        self
+    }
+
     /// What a reload of `config` cannot change (listeners, runtime, logging).
     pub fn fixed_settings(config: &Config) -> FixedSettings {
         FixedSettings::of(config)
