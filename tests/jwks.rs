@@ -816,21 +816,30 @@ async fn discovery_document_naming_another_issuer_never_loads() {
     );
 }
 
-#[tokio::test]
-async fn reload_that_adds_ca_file_repairs_a_source_that_never_loaded() {
+/// A config file for `idp`'s JWKS with real certificate and secret files,
+/// first written as `initial` makes it; the gateway it starts and a reloader
+/// over it (a new key source gets 2 s to load). Returns the file's path and
+/// its text as `idp.config` writes it.
+fn reload_rig(
+    idp: &JwksServer,
+    initial: impl FnOnce(&str) -> String,
+) -> (
+    PathBuf,
+    String,
+    Arc<jwtgate::reload::Live>,
+    jwtgate::reload::Reloader,
+) {
     use jwtgate::reload::{Live, Reloader};
 
-    let a = IdpKey::new("a");
-    let idp = JwksServer::start(&[&a]).await;
-    let upstream = Upstream::start().await;
-    let dir = std::env::temp_dir().join(format!("jwtgate-jwks-repair-{}", rand_suffix()));
+    let dir = std::env::temp_dir().join(format!("jwtgate-jwks-rig-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let pki = DevPki::generate().unwrap();
     pki.write(&dir.join("cert.pem"), &dir.join("key.pem"))
         .unwrap();
-    let fixed = idp
+    std::fs::write(dir.join("secret"), support::SECRET).unwrap();
+    let text = idp
         .config("5m", "100ms")
-        .replace("UPSTREAM", &upstream.addr.to_string())
+        .replace("UPSTREAM", "127.0.0.1:9")
         .replace(
             "tls_cert = \"unused\"",
             &format!("tls_cert = {:?}", dir.join("cert.pem")),
@@ -843,19 +852,28 @@ async fn reload_that_adds_ca_file_repairs_a_source_that_never_loaded() {
             "secret_env = \"SECRET\"",
             &format!("secret_file = {:?}", dir.join("secret")),
         );
-    std::fs::write(dir.join("secret"), support::SECRET).unwrap();
-    // First written without ca_file: the private CA is not trusted.
-    let ca_line = format!("ca_file = \"{}\"\n", idp.ca_file.display());
-    let broken = fixed.replace(&ca_line, "");
-    assert_ne!(broken, fixed);
     let path = dir.join("jwtgate.toml");
-    std::fs::write(&path, &broken).unwrap();
+    std::fs::write(&path, initial(&text)).unwrap();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let tls_config =
         tls::load_server_config(&config.server.tls_cert, &config.server.tls_key).unwrap();
     let settings = Reloader::fixed_settings(&config);
     let live = Arc::new(Live::new(Gateway::new(config), tls_config));
     let reloader = Reloader::new(&path, live.clone(), settings).key_wait(Duration::from_secs(2));
+    (path, text, live, reloader)
+}
+
+#[tokio::test]
+async fn reload_that_adds_ca_file_repairs_a_source_that_never_loaded() {
+    let a = IdpKey::new("a");
+    let idp = JwksServer::start(&[&a]).await;
+    // First written without ca_file: the private CA is not trusted.
+    let ca_line = format!("ca_file = \"{}\"\n", idp.ca_file.display());
+    let (path, fixed, live, reloader) = reload_rig(&idp, |text| {
+        let broken = text.replace(&ca_line, "");
+        assert_ne!(broken, text);
+        broken
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!live.gateway().keys_ready());
 
@@ -880,6 +898,27 @@ async fn reload_that_adds_ca_file_repairs_a_source_that_never_loaded() {
         )
         .await;
     assert!(verified.is_ok(), "{verified:?}");
+}
+
+#[tokio::test]
+async fn reload_that_changes_the_trusted_ca_fetches_with_it_before_taking_over() {
+    let a = IdpKey::new("a");
+    let idp = JwksServer::start(&[&a]).await;
+    let (path, text, live, reloader) = reload_rig(&idp, str::to_owned);
+    assert!(eventually(async || live.gateway().keys_ready()).await);
+
+    // The same URL, now trusting a CA that did not sign the IdP's
+    // certificate: a new source, which must load before the reload counts.
+    let other_ca = DevPki::generate().unwrap();
+    let other_ca_file = path.with_file_name("other-ca.pem");
+    std::fs::write(&other_ca_file, &other_ca.ca_pem).unwrap();
+    let changed = text.replace(
+        &idp.ca_file.display().to_string(),
+        &other_ca_file.display().to_string(),
+    );
+    std::fs::write(&path, changed).unwrap();
+    let err = reloader.reload().await.unwrap_err().to_string();
+    assert!(err.contains("ca_file"), "{err}");
 }
 
 /// Runs the jwtgate binary in `dir` off the runtime's threads, so the test's
@@ -1056,4 +1095,38 @@ async fn token_inspect_trusts_ca_file_and_takes_alg_for_jwks_without_one() {
         "{}",
         text(&default.stdout)
     );
+}
+
+#[tokio::test]
+async fn jwks_file_with_unusable_jwks_starts_with_its_usable_keys_and_counts_the_rest() {
+    let a = IdpKey::new("a");
+    let mut jwks = unusable_jwks();
+    jwks.push(a.jwk());
+    let file = std::env::temp_dir().join(format!("jwtgate-jwks-mixed-{}.json", rand_suffix()));
+    std::fs::write(&file, json!({ "keys": jwks }).to_string()).unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"unused\"\ntls_key = \"unused\"\n\
+         [[jwt.jwks]]\nfile = \"{}\"\n\
+         [[upstream]]\nname = \"app\"\nurl = \"http://127.0.0.1:9\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"app\"\n",
+        file.display()
+    );
+    let config =
+        Config::from_toml_str(&text, "t.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.jwks[0].skipped.len(), 4);
+    let gateway = Gateway::new(config);
+    let verified = gateway
+        .keyring()
+        .verify(
+            &a.token(),
+            &jwtgate::jwt::Validation::default(),
+            unix_now(),
+            &mut None,
+        )
+        .await;
+    assert!(verified.is_ok(), "{verified:?}");
+    let metrics = gateway.metrics();
+    assert_eq!(metrics.jwks_keys_skipped("unsupported_curve"), 2);
+    assert_eq!(metrics.jwks_keys_skipped("unsupported_kty"), 1);
+    assert_eq!(metrics.jwks_keys_skipped("invalid_key"), 1);
 }
