@@ -726,10 +726,11 @@ fn print_skipped(parsed: &jwks::ParsedJwks) {
     }
 }
 
+/// A remote key source and what fetching it once gave.
+type Fetched<'c> = (&'c jwks::Source, Result<jwks::ParsedJwks, jwks::JwksError>);
+
 /// Fetches every URL and discovery source once, in config order.
-fn fetch_remote_sources(
-    config: &Config,
-) -> Result<Vec<(&jwks::Source, Result<jwks::ParsedJwks, jwks::JwksError>)>, String> {
+fn fetch_remote_sources(config: &Config) -> Result<Vec<Fetched<'_>>, String> {
     let remote: Vec<&jwks::Source> = config.jwks.iter().filter(|s| s.is_remote()).collect();
     if remote.is_empty() {
         return Ok(Vec::new());

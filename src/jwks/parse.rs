@@ -133,6 +133,10 @@ struct RawJwk {
 }
 
 /// What one JWK turned out to be.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per JWK, moved straight into the key list"
+)]
 enum Parsed {
     Key(Key),
     /// An encryption or key-agreement key, or a shared secret: not ours to
