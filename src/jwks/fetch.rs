@@ -164,14 +164,18 @@ pub(super) async fn get(connector: &TlsConnector, url: &Uri) -> Result<Bytes, Jw
 }
 
 /// Whether a handshake failed because no trusted root vouches for the
-/// server's certificate: a private CA the source does not name.
+/// server's certificate: a private CA the source does not name
+/// (`UnknownIssuer`), or a trusted root of the same name with another key
+/// (`BadSignature`: a `ca_file` holding the wrong CA).
 fn unknown_issuer(err: &std::io::Error) -> bool {
     err.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .is_some_and(|err| {
             matches!(
                 err,
-                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+                rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature
+                )
             )
         })
 }
