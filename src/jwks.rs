@@ -24,7 +24,7 @@ mod fetch;
 mod parse;
 
 pub use fetch::{Trust, client_config, discovery_url, jwks_uri};
-pub use parse::{ParsedJwks, SkipReason, SkippedKey, parse_jwks};
+pub use parse::{ParsedJwks, SkipReason, SkippedKey, log_skipped, parse_jwks};
 
 /// Time allowed for one fetch: connect, handshake, response (for a
 /// discovery source, both documents).
@@ -179,9 +179,9 @@ impl Source {
 }
 
 /// Logs and counts the JWKs a source skipped.
-fn report_skipped(metrics: &Metrics, source: &Source, parsed: &ParsedJwks) {
-    parsed.log_skipped(&source.endpoint());
-    for skipped in &parsed.skipped {
+fn report_skipped(metrics: &Metrics, source: &Source, skipped: &[SkippedKey]) {
+    log_skipped(&format!("{} ({})", source.name, source.endpoint()), skipped);
+    for skipped in skipped {
         metrics.count_jwks_key_skipped(skipped.reason.label());
     }
 }
@@ -269,9 +269,7 @@ impl Keyring {
         for source in sources {
             let connector = match &source.location {
                 Location::File(_) => {
-                    for skipped in &source.skipped {
-                        metrics.count_jwks_key_skipped(skipped.reason.label());
-                    }
+                    report_skipped(&metrics, source, &source.skipped);
                     continue;
                 }
                 Location::Url { trust, .. } | Location::Discovery { trust, .. } => {
@@ -439,7 +437,7 @@ impl Keyring {
                 true
             }
             Ok(Some((body, parsed))) => {
-                report_skipped(&self.metrics, source, &parsed);
+                report_skipped(&self.metrics, source, &parsed.skipped);
                 let Ok(mut slot) = remote.keys.lock() else {
                     return false;
                 };

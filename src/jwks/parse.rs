@@ -85,20 +85,18 @@ pub struct ParsedJwks {
     pub skipped: Vec<SkippedKey>,
 }
 
-impl ParsedJwks {
-    /// One warning per skipped key, naming where the set came from. The
-    /// caller counts them; this only writes the log.
-    pub fn log_skipped(&self, source: &str) {
-        for skipped in &self.skipped {
-            tracing::warn!(
-                source,
-                index = skipped.index,
-                kid = skipped.kid.as_deref().unwrap_or("-"),
-                reason = skipped.reason.label(),
-                problem = %skipped.detail,
-                "JWK skipped; the set's other keys are used"
-            );
-        }
+/// One warning per skipped JWK, naming the source it came from. The
+/// caller counts them; this only writes the log.
+pub fn log_skipped(source: &str, skipped: &[SkippedKey]) {
+    for skipped in skipped {
+        tracing::warn!(
+            source,
+            index = skipped.index,
+            kid = skipped.kid.as_deref().unwrap_or("-"),
+            reason = skipped.reason.label(),
+            problem = %skipped.detail,
+            "JWK skipped; the set's other keys are used"
+        );
     }
 }
 
@@ -253,6 +251,11 @@ fn is_rsa(alg: Alg) -> bool {
     )
 }
 
+/// `"P-521"`, or `(none)` for a JWK without `crv`.
+fn curve_name(crv: Option<&str>) -> String {
+    crv.map_or_else(|| "(none)".to_owned(), |crv| format!("{crv:?}"))
+}
+
 fn parse_jwk(jwk: RawJwk, default_alg: Option<Alg>) -> Parsed {
     use SkipReason::*;
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
@@ -332,7 +335,7 @@ fn parse_jwk(jwk: RawJwk, default_alg: Option<Alg>) -> Parsed {
         ("EC", crv) => {
             return Parsed::Skipped(
                 UnsupportedCurve,
-                format!("EC curve {crv:?} is not supported"),
+                format!("EC curve {} is not supported", curve_name(crv)),
             );
         }
         ("OKP", Some("Ed25519")) => match b64("x", &jwk.x) {
@@ -344,7 +347,7 @@ fn parse_jwk(jwk: RawJwk, default_alg: Option<Alg>) -> Parsed {
         ("OKP", crv) => {
             return Parsed::Skipped(
                 UnsupportedCurve,
-                format!("OKP curve {crv:?} is not supported"),
+                format!("OKP curve {} is not supported", curve_name(crv)),
             );
         }
         // A shared secret has no business in a key set fetched or stored
@@ -449,7 +452,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             parsed.skipped[0].to_string(),
-            r#"key 0 (kid p521): EC curve Some("P-521") is not supported (unsupported_curve)"#
+            r#"key 0 (kid p521): EC curve "P-521" is not supported (unsupported_curve)"#
         );
     }
 
