@@ -687,6 +687,14 @@ async fn a_reload_keeps_loaded_keys_without_fetching_even_while_the_idp_is_down(
     );
 }
 
+/// `[jwt]` with its defaults, as the one provider.
+fn default_provider() -> [jwtgate::jwt::Provider; 1] {
+    [jwtgate::jwt::Provider {
+        name: "jwt".to_owned(),
+        validation: jwtgate::jwt::Validation::default(),
+    }]
+}
+
 fn with_admin(config: &str) -> String {
     config.replace(
         "[[jwt.keys]]",
@@ -890,12 +898,7 @@ async fn reload_that_adds_ca_file_repairs_a_source_that_never_loaded() {
     let verified = live
         .gateway()
         .keyring()
-        .verify(
-            &a.token(),
-            &jwtgate::jwt::Validation::default(),
-            unix_now(),
-            &mut None,
-        )
+        .verify(&a.token(), &default_provider(), unix_now(), &mut None)
         .await;
     assert!(verified.is_ok(), "{verified:?}");
 }
@@ -955,7 +958,7 @@ async fn check_fetches_key_sources_and_fails_when_one_cannot_load() {
     let dir = cli_dir("check");
     let good = idp.config("5m", "100ms").replace("UPSTREAM", "127.0.0.1:9");
     std::fs::write(dir.join("good.toml"), &good).unwrap();
-    let ok = jwtgate_cli(&["check", "--config", "good.toml"], &dir).await;
+    let ok = jwtgate_cli(&["check", "--config", "good.toml", "--dev-cert"], &dir).await;
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     assert!(
         text(&ok.stdout).contains(&format!(
@@ -970,7 +973,7 @@ async fn check_fetches_key_sources_and_fails_when_one_cannot_load() {
     // this source, so check fails, and says what to set.
     let ca_line = format!("ca_file = \"{}\"\n", idp.ca_file.display());
     std::fs::write(dir.join("no-ca.toml"), good.replace(&ca_line, "")).unwrap();
-    let refused = jwtgate_cli(&["check", "--config", "no-ca.toml"], &dir).await;
+    let refused = jwtgate_cli(&["check", "--config", "no-ca.toml", "--dev-cert"], &dir).await;
     assert!(!refused.status.success());
     let err = text(&refused.stderr);
     assert!(err.starts_with("error: no-ca.toml: jwt.jwks[0] ("), "{err}");
@@ -981,7 +984,7 @@ async fn check_fetches_key_sources_and_fails_when_one_cannot_load() {
     let discovery =
         discovery_config(&idp.url("/realms/x"), &idp.ca_file).replace("UPSTREAM", "127.0.0.1:9");
     std::fs::write(dir.join("discovery.toml"), discovery).unwrap();
-    let refused = jwtgate_cli(&["check", "--config", "discovery.toml"], &dir).await;
+    let refused = jwtgate_cli(&["check", "--config", "discovery.toml", "--dev-cert"], &dir).await;
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains("discovery: the document's issuer"),
@@ -1117,16 +1120,70 @@ async fn jwks_file_with_unusable_jwks_starts_with_its_usable_keys_and_counts_the
     let gateway = Gateway::new(config);
     let verified = gateway
         .keyring()
-        .verify(
-            &a.token(),
-            &jwtgate::jwt::Validation::default(),
-            unix_now(),
-            &mut None,
-        )
+        .verify(&a.token(), &default_provider(), unix_now(), &mut None)
         .await;
     assert!(verified.is_ok(), "{verified:?}");
     let metrics = gateway.metrics();
     assert_eq!(metrics.jwks_keys_skipped("unsupported_curve"), 2);
     assert_eq!(metrics.jwks_keys_skipped("unsupported_kty"), 1);
     assert_eq!(metrics.jwks_keys_skipped("invalid_key"), 1);
+}
+
+#[tokio::test]
+async fn provider_whose_keys_come_from_discovery_verifies_its_tokens() {
+    let key = RsaIdpKey::new("kc-1", jwtgate::jwt::Alg::RS256);
+    let idp = JwksServer::start(&[]).await;
+    idp.publish_jwks(vec![key.jwk()]);
+    let issuer = idp.url("/realms/acme");
+    idp.publish_discovery(&issuer);
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = "unused"
+tls_key = "unused"
+
+[[provider]]
+name = "keycloak"
+issuers = ["{issuer}"]
+role_claim = ["realm_access", "roles"]
+[[provider.jwks]]
+discovery = "{issuer}"
+ca_file = "{}"
+
+[[upstream]]
+name = "app"
+url = "http://UPSTREAM"
+
+[[route]]
+path = "/"
+upstream = "app"
+roles = ["user"]
+"#,
+        idp.ca_file.display()
+    );
+    let parsed = Config::from_toml_str(
+        &config.replace("UPSTREAM", "127.0.0.1:9"),
+        "t.toml",
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.jwks[0].name, "provider[0].jwks[0]");
+
+    let upstream = Upstream::start().await;
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    let client = gateway.client();
+    let mint = |roles: serde_json::Value| {
+        let claims = json!({ "sub": "42", "iss": issuer, "exp": unix_now() + 600,
+            "realm_access": { "roles": roles } });
+        jwtgate::token::mint_with(&key.signer, claims.as_object().unwrap()).unwrap()
+    };
+    let user = mint(json!(["user"]));
+    assert!(
+        eventually(async || client.get("/x", Some(&user)).await.status == StatusCode::OK).await
+    );
+    assert_eq!(
+        client.get("/x", Some(&mint(json!(["guest"])))).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
