@@ -152,7 +152,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| jwt::verify(&token, &keys, &validation, NOW))
         });
         let readiness = Readiness::default();
-        let ring = Keyring::new(keys, &[], readiness.check("bench"), 10_000);
+        let ring = Keyring::new(
+            keys,
+            &[],
+            readiness.check("bench"),
+            10_000,
+            Default::default(),
+        );
         group.bench_function(format!("{alg}/cache_hit"), |b| {
             b.iter(|| ready(ring.verify(&token, &providers, NOW, &mut None)))
         });

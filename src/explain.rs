@@ -137,6 +137,11 @@ fn walk(
             let status = match &err {
                 AuthError::Forbidden { .. } | AuthError::ClaimRule { .. } => StatusCode::FORBIDDEN,
                 AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+                // As the gateway answers: a key source that has not loaded
+                // is the gateway's problem, not the token's.
+                AuthError::Token(JwtError::KeysUnavailable { .. }) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 AuthError::Missing
                 | AuthError::Token(_)
                 | AuthError::Revoked { .. }

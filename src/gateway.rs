@@ -172,6 +172,7 @@ impl Gateway {
             &config.jwks,
             ReadyFlag::default(),
             config.verified_cache,
+            metrics.clone(),
         );
         if let Some(previous) = previous {
             keys.inherit(&previous.keys);

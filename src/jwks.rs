@@ -1,7 +1,9 @@
-//! JSON Web Key Sets (RFC 7517): parsing JWKs into verification keys, and
-//! the live key set: static keys plus JWKS sources, fetched over HTTPS at
-//! start-up, refreshed in the background and on an unknown `kid`, swapped in
-//! atomically so the request path never takes a lock.
+//! JSON Web Key Sets (RFC 7517): the live key set, made of static keys
+//! plus key sources (JWKS files, JWKS URLs, OpenID Connect discovery),
+//! fetched over HTTPS at start-up, refreshed in the background and on an
+//! unknown `kid`, swapped in atomically so the request path never takes a
+//! lock. Parsing JWKs lives in `jwks/parse.rs`, HTTPS and discovery in
+//! `jwks/fetch.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,194 +11,104 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
-use serde::Deserialize;
-use tokio::net::TcpStream;
+use http::Uri;
 use tokio_rustls::TlsConnector;
 
 use crate::cache::{CacheStats, TokenCache};
 use crate::jwt::{self, Alg, JwtError, Provider, Verified};
-use crate::keys::{Key, KeyError, KeySet};
-use crate::metrics::ReadyFlag;
+use crate::keys::{Key, KeySet};
+use crate::metrics::{Metrics, ReadyFlag};
 
-/// Largest JWKS document accepted; real ones are a few KiB.
-const MAX_JWKS_BYTES: usize = 1 << 20;
-/// Time allowed for one fetch: connect, handshake, response.
+mod fetch;
+mod parse;
+
+pub use fetch::{Trust, client_config, discovery_url, jwks_uri};
+pub use parse::{ParsedJwks, SkipReason, SkippedKey, log_skipped, parse_jwks};
+
+/// Time allowed for one fetch: connect, handshake, response (for a
+/// discovery source, both documents).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
     #[error("not a JWKS: {0}")]
     Json(String),
-    #[error("key {index} (kid {}): {problem}", kid.as_deref().unwrap_or("-"))]
-    Key {
-        index: usize,
-        kid: Option<String>,
-        problem: String,
-    },
-    #[error("no usable signature key in the set")]
-    Empty,
+    /// RFC 7517 §4 does not forbid it, but a set published for verifiers
+    /// that holds a private key is a leak: the whole set is refused.
+    #[error(
+        "key {index} (kid {}) holds a private key (\"d\"); publish only public keys (the whole set is refused)",
+        kid.as_deref().unwrap_or("-")
+    )]
+    PrivateKey { index: usize, kid: Option<String> },
+    #[error("no usable signature key in the set{}", list_skipped(skipped))]
+    Empty { skipped: Vec<SkippedKey> },
     #[error("fetch failed: {0}")]
     Fetch(String),
+    #[error(
+        "fetch failed: TLS: {0}: the server's certificate is not from a trusted CA; for a private CA, name its certificate with ca_file"
+    )]
+    UntrustedCertificate(String),
+    #[error("discovery: {0}")]
+    Discovery(String),
 }
 
-#[derive(Deserialize)]
-struct RawSet {
-    keys: Vec<RawJwk>,
+fn list_skipped(skipped: &[SkippedKey]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    format!(" (skipped: {})", each.join("; "))
 }
 
-/// The members of a JWK this gateway reads (RFC 7517 §4, RFC 7518 §6,
-/// RFC 8037 §2). Others (`x5c`, `x5t`, …) are ignored.
-#[derive(Deserialize)]
-struct RawJwk {
-    kty: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    alg: Option<String>,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    key_ops: Option<Vec<String>>,
-    #[serde(default)]
-    crv: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    x: Option<String>,
-    #[serde(default)]
-    y: Option<String>,
-    #[serde(default)]
-    d: Option<String>,
-}
-
-/// Parses a JWKS into keys, each bound to `issuer` when given.
-///
-/// Keys not meant for verifying signatures (`use` other than `sig`,
-/// `key_ops` without `verify`, an `alg` that is not a signature algorithm
-/// supported here, `kty: oct`, X25519) are skipped: identity providers
-/// publish encryption keys in the same set. A signature key that is broken,
-/// carries private parts, or whose algorithm cannot be told is an error for
-/// the whole set: a half-loaded set would fail in confusing ways later.
-///
-/// `default_alg` (the source's `alg` setting) names the algorithm of JWKs
-/// that carry none; without it, only key types that imply one algorithm
-/// (EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA) are accepted.
-pub fn parse_jwks(
-    text: &[u8],
-    issuer: Option<&str>,
-    default_alg: Option<Alg>,
-) -> Result<Vec<Key>, JwksError> {
-    let set: RawSet = serde_json::from_slice(text).map_err(|e| JwksError::Json(e.to_string()))?;
-    let mut keys = Vec::new();
-    for (index, jwk) in set.keys.into_iter().enumerate() {
-        let kid = jwk.kid.clone();
-        let refuse = |problem: String| JwksError::Key {
-            index,
-            kid: kid.clone(),
-            problem,
-        };
-        match parse_jwk(jwk, default_alg) {
-            Ok(Some(key)) => keys.push(key.for_issuer(issuer.map(str::to_owned))),
-            Ok(None) => tracing::debug!(index, ?kid, "JWK skipped: not a signature key"),
-            Err(problem) => return Err(refuse(problem)),
-        }
-    }
-    if keys.is_empty() {
-        return Err(JwksError::Empty);
-    }
-    Ok(keys)
-}
-
-fn parse_jwk(jwk: RawJwk, default_alg: Option<Alg>) -> Result<Option<Key>, String> {
-    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-        return Ok(None);
-    }
-    if let Some(ops) = &jwk.key_ops
-        && !ops.iter().any(|op| op == "verify")
-    {
-        return Ok(None);
-    }
-    if jwk.d.is_some() {
-        return Err("holds a private key (\"d\"); publish only public keys".to_owned());
-    }
-    let alg = match jwk.alg.as_deref() {
-        Some(name) => match Alg::from_name(name) {
-            Some(alg) => Some(alg),
-            // RSA-OAEP, ECDH-ES and the like: not for signatures.
-            None => return Ok(None),
-        },
-        None => None,
-    };
-    let b64 = |name: &str, value: &Option<String>| -> Result<Vec<u8>, String> {
-        let value = value.as_deref().ok_or(format!("missing \"{name}\""))?;
-        URL_SAFE_NO_PAD
-            .decode(value)
-            .map_err(|_| format!("\"{name}\" is not base64url"))
-    };
-    let kid = jwk.kid.clone();
-    let key = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
-        ("RSA", _) => {
-            let alg = alg.or(default_alg).ok_or(
-                "RSA key without \"alg\" could be RS256..PS512; set alg on the JWK or on the [[jwt.jwks]] source",
-            )?;
-            Key::rsa(kid, alg, &b64("n", &jwk.n)?, &b64("e", &jwk.e)?)
-        }
-        ("EC", Some(crv @ ("P-256" | "P-384"))) => {
-            let implied = if crv == "P-256" {
-                Alg::ES256
-            } else {
-                Alg::ES384
-            };
-            let alg = alg.unwrap_or(implied);
-            if alg != implied {
-                return Err(format!("alg {alg} does not match curve {crv}"));
-            }
-            Key::ec(kid, alg, &b64("x", &jwk.x)?, &b64("y", &jwk.y)?)
-        }
-        ("EC", crv) => return Err(format!("EC curve {crv:?} is not supported")),
-        ("OKP", Some("Ed25519")) => {
-            let alg = alg.unwrap_or(Alg::EdDSA);
-            Key::ed25519(kid, alg, &b64("x", &jwk.x)?)
-        }
-        // X25519/X448 are key-agreement keys.
-        ("OKP", Some("X25519" | "X448")) => return Ok(None),
-        ("OKP", crv) => return Err(format!("OKP curve {crv:?} is not supported")),
-        // A shared secret has no business in a key set fetched or stored
-        // beside public keys; configure it as a [[jwt.keys]] secret.
-        ("oct", _) => return Ok(None),
-        (kty, _) => return Err(format!("kty {kty:?} is not supported")),
-    };
-    key.map(Some).map_err(|err: KeyError| err.to_string())
-}
-
-/// Where a JWKS source reads its keys, validated from `[[jwt.jwks]]`.
+/// Where a key source reads its keys, validated from `[[jwt.jwks]]`.
 #[derive(Debug, Clone)]
 pub enum Location {
     /// Read once at start-up (config load); errors stop start-up.
     File(PathBuf),
-    /// Fetched over HTTPS at start-up and refreshed.
-    Url {
+    /// A JWKS fetched over HTTPS at start-up and refreshed.
+    Url { url: Uri, trust: Trust },
+    /// OpenID Connect discovery: `url` is `<issuer>/.well-known/openid-configuration`;
+    /// each fetch reads it, checks that it names `issuer` exactly, then
+    /// fetches its `jwks_uri` as a [`Location::Url`] would.
+    Discovery {
+        issuer: String,
         url: Uri,
-        /// Trusts `ca_file`'s certificates, else the Mozilla roots.
-        tls: Arc<ClientConfig>,
+        trust: Trust,
     },
 }
 
-/// One `[[jwt.jwks]]` entry.
+impl Location {
+    /// Whether both name the same document, fetched with the same trust.
+    fn same(&self, other: &Location) -> bool {
+        match (self, other) {
+            (Location::File(a), Location::File(b)) => a == b,
+            (Location::Url { url: a, trust: ta }, Location::Url { url: b, trust: tb }) => {
+                a == b && ta.same_roots(tb)
+            }
+            (
+                Location::Discovery {
+                    url: a, trust: ta, ..
+                },
+                Location::Discovery {
+                    url: b, trust: tb, ..
+                },
+            ) => a == b && ta.same_roots(tb),
+            _ => false,
+        }
+    }
+}
+
+/// One key source: a `[[jwt.jwks]]` entry.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// Where it sits in the config (`jwt.jwks[2]`), for messages.
+    pub name: String,
     pub location: Location,
+    /// Tokens verified with this source's keys must carry this `iss`. A
+    /// discovery source's issuer is the one it discovers.
     pub issuer: Option<String>,
+    /// The algorithm of RSA JWKs that carry none (RS256 when `None`).
     pub default_alg: Option<Alg>,
     /// Background refresh period. Defaults to 5 minutes.
     pub refresh: Duration,
@@ -205,6 +117,73 @@ pub struct Source {
     pub cooldown: Duration,
     /// The provider whose tokens its keys verify (see `Key::provider`).
     pub provider: usize,
+    /// A file source's JWKs skipped when the config read it; each keyring
+    /// built from the config logs and counts them.
+    pub skipped: Vec<SkippedKey>,
+}
+
+impl Source {
+    /// What it fetches or reads, for messages: the URL, the discovery
+    /// document's URL, or the file.
+    pub fn endpoint(&self) -> String {
+        match &self.location {
+            Location::File(path) => path.display().to_string(),
+            Location::Url { url, .. } | Location::Discovery { url, .. } => url.to_string(),
+        }
+    }
+
+    /// Whether the gateway fetches it (a file is read with the config).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self.location, Location::File(_))
+    }
+
+    /// Fetches the source's JWKS document once; `None` for a file source.
+    async fn download(&self, connector: &TlsConnector) -> Option<Result<Bytes, JwksError>> {
+        let fetched = match &self.location {
+            Location::File(_) => return None,
+            Location::Url { url, .. } => {
+                tokio::time::timeout(FETCH_TIMEOUT, fetch::get(connector, url)).await
+            }
+            Location::Discovery { issuer, url, .. } => {
+                tokio::time::timeout(FETCH_TIMEOUT, async {
+                    let document = fetch::get(connector, url).await?;
+                    let jwks_uri = fetch::jwks_uri(&document, issuer)?;
+                    fetch::get(connector, &jwks_uri).await
+                })
+                .await
+            }
+        };
+        Some(fetched.unwrap_or_else(|_| Err(JwksError::Fetch("timed out".to_owned()))))
+    }
+
+    /// Fetches and parses a remote source once, as `jwtgate check` and
+    /// `explain` do; `None` for a file source. Skipped JWKs are in the result.
+    pub async fn load_once(&self) -> Option<Result<ParsedJwks, JwksError>> {
+        let connector = match &self.location {
+            Location::File(_) => return None,
+            Location::Url { trust, .. } | Location::Discovery { trust, .. } => trust.connector(),
+        };
+        let body = self.download(&connector).await?;
+        Some(body.and_then(|body| self.parse(&body)))
+    }
+
+    /// The document's keys, bound to the source's issuer and provider.
+    fn parse(&self, body: &[u8]) -> Result<ParsedJwks, JwksError> {
+        let mut parsed = parse_jwks(body, self.issuer.as_deref(), self.default_alg)?;
+        let provider = self.provider;
+        parsed.keys = (parsed.keys.into_iter())
+            .map(|key| key.for_provider(provider))
+            .collect();
+        Ok(parsed)
+    }
+}
+
+/// Logs and counts the JWKs a source skipped.
+fn report_skipped(metrics: &Metrics, source: &Source, skipped: &[SkippedKey]) {
+    log_skipped(&format!("{} ({})", source.name, source.endpoint()), skipped);
+    for skipped in skipped {
+        metrics.count_jwks_key_skipped(skipped.reason.label());
+    }
 }
 
 /// State of one remote source.
@@ -218,6 +197,8 @@ struct Remote {
     fetching: tokio::sync::Mutex<()>,
     /// When the last fetch started; readable while one runs.
     started: std::sync::Mutex<Option<Instant>>,
+    /// Why the last fetch failed; `None` after a success or before any.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Remote {
@@ -232,14 +213,22 @@ impl Remote {
         }
     }
 
+    /// Same document, same trusted roots, same issuer binding and default
+    /// algorithm: the keys one would load are the keys the other has.
     fn same_source(&self, other: &Remote) -> bool {
-        let url = |r: &Remote| match &r.source.location {
-            Location::Url { url, .. } => Some(url.clone()),
-            Location::File(_) => None,
-        };
-        url(self) == url(other)
+        self.source.location.same(&other.source.location)
             && self.source.issuer == other.source.issuer
             && self.source.default_alg == other.source.default_alg
+    }
+
+    fn loaded(&self) -> bool {
+        self.keys.lock().is_ok_and(|keys| keys.is_some())
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = error;
+        }
     }
 }
 
@@ -258,30 +247,43 @@ pub struct Keyring {
     /// Dropped with the keyring: its refresh tasks end at once instead of
     /// sleeping out their period (a reload replaces the keyring).
     alive: tokio::sync::watch::Sender<()>,
+    /// Where skipped JWKs are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Keyring {
-    /// `fixed`: static keys and keys from JWKS files. `sources`: the URL
-    /// sources (file sources are ignored here; the config loaded them).
+    /// `fixed`: static keys and keys from JWKS files. `sources`: every key
+    /// source; the remote ones are fetched here, the file ones (which the
+    /// config loaded into `fixed`) only have their skipped JWKs reported.
     /// `cache_size`: verified public-key tokens remembered (0: no cache).
+    /// `metrics`: where skipped JWKs are counted.
     pub fn new(
         fixed: KeySet,
         sources: &[Source],
         ready: ReadyFlag,
         cache_size: usize,
+        metrics: Arc<Metrics>,
     ) -> Arc<Keyring> {
         let fixed: Vec<Arc<Key>> = fixed.iter().cloned().collect();
         let mut remotes = Vec::new();
         for source in sources {
-            if let Location::Url { tls, .. } = &source.location {
-                remotes.push(Remote {
-                    source: source.clone(),
-                    connector: TlsConnector::from(tls.clone()),
-                    keys: std::sync::Mutex::new(None),
-                    fetching: tokio::sync::Mutex::new(()),
-                    started: std::sync::Mutex::new(None),
-                });
-            }
+            let connector = match &source.location {
+                Location::File(_) => {
+                    report_skipped(&metrics, source, &source.skipped);
+                    continue;
+                }
+                Location::Url { trust, .. } | Location::Discovery { trust, .. } => {
+                    trust.connector()
+                }
+            };
+            remotes.push(Remote {
+                source: source.clone(),
+                connector,
+                keys: std::sync::Mutex::new(None),
+                fetching: tokio::sync::Mutex::new(()),
+                started: std::sync::Mutex::new(None),
+                last_error: std::sync::Mutex::new(None),
+            });
         }
         let pending = remotes.len();
         ready.set(pending == 0);
@@ -295,6 +297,7 @@ impl Keyring {
             generation: AtomicU64::new(0),
             rebuild: std::sync::Mutex::new(()),
             alive: tokio::sync::watch::channel(()).0,
+            metrics,
         };
         Arc::new(ring)
     }
@@ -337,12 +340,18 @@ impl Keyring {
     }
 
     /// Takes over the keys (and fetch times) of `previous`'s sources that
-    /// this keyring has too (same URL, issuer and default algorithm), so a
-    /// reload neither waits for nor depends on the identity provider: a
-    /// reload that only revokes a token works while the IdP is down.
+    /// this keyring has too (same URL, trusted roots, issuer and default
+    /// algorithm) and that have loaded, so a reload neither waits for nor
+    /// depends on the identity provider: a reload that only revokes a token
+    /// works while the IdP is down. A source that never loaded hands over
+    /// nothing: the new one fetches at once, so a reload can repair it.
     pub fn inherit(&self, previous: &Keyring) {
         for remote in &self.remotes {
-            let Some(old) = previous.remotes.iter().find(|old| old.same_source(remote)) else {
+            let Some(old) = previous
+                .remotes
+                .iter()
+                .find(|old| old.same_source(remote) && old.loaded())
+            else {
                 continue;
             };
             let keys = old.keys.lock().ok().and_then(|keys| keys.clone());
@@ -354,14 +363,23 @@ impl Keyring {
         self.publish();
     }
 
-    /// The URLs of sources that have never loaded.
-    pub fn pending_urls(&self) -> Vec<String> {
+    /// The sources that have never loaded, each as `name (endpoint): why`.
+    pub fn pending(&self) -> Vec<String> {
         self.remotes
             .iter()
-            .filter(|r| r.keys.lock().map_or(true, |k| k.is_none()))
-            .filter_map(|r| match &r.source.location {
-                Location::Url { url, .. } => Some(url.to_string()),
-                Location::File(_) => None,
+            .filter(|remote| !remote.loaded())
+            .map(|remote| {
+                let why = remote
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|error| error.clone())
+                    .unwrap_or_else(|| "no fetch has finished yet".to_owned());
+                format!(
+                    "{} ({}): {why}",
+                    remote.source.name,
+                    remote.source.endpoint()
+                )
             })
             .collect()
     }
@@ -393,43 +411,47 @@ impl Keyring {
             return false;
         }
         remote.set_last_fetch(Some(Instant::now()));
-        let url = match &remote.source.location {
-            Location::Url { url, .. } => url.clone(),
-            Location::File(_) => return false,
+        let source = &remote.source;
+        let url = source.endpoint();
+        let Some(fetched) = source.download(&remote.connector).await else {
+            return false;
         };
-        let result = tokio::time::timeout(FETCH_TIMEOUT, get(&remote.connector, &url))
-            .await
-            .unwrap_or_else(|_| Err(JwksError::Fetch("timed out".to_owned())))
-            .and_then(|body| {
-                let keys = parse_jwks(
-                    &body,
-                    remote.source.issuer.as_deref(),
-                    remote.source.default_alg,
-                )?;
-                let provider = remote.source.provider;
-                let keys = keys.into_iter().map(|key| key.for_provider(provider));
-                Ok((body, keys.collect::<Vec<_>>()))
-            });
+        let result = fetched.and_then(|body| {
+            // The same document again (every refresh, mostly): the key set
+            // and its generation stay, and so do cached tokens; its skipped
+            // JWKs were reported when it was new.
+            let unchanged = remote
+                .keys
+                .lock()
+                .is_ok_and(|slot| slot.as_ref().is_some_and(|(last, _)| *last == body));
+            if unchanged {
+                return Ok(None);
+            }
+            let parsed = source.parse(&body)?;
+            Ok(Some((body, parsed)))
+        });
         match result {
-            Ok((body, keys)) => {
+            Ok(None) => {
+                tracing::debug!(%url, "JWKS unchanged");
+                remote.set_last_error(None);
+                true
+            }
+            Ok(Some((body, parsed))) => {
+                report_skipped(&self.metrics, source, &parsed.skipped);
                 let Ok(mut slot) = remote.keys.lock() else {
                     return false;
                 };
-                // The same document again (every refresh, mostly): the key
-                // set and its generation stay, and so do cached tokens.
-                if slot.as_ref().is_some_and(|(last, _)| *last == body) {
-                    tracing::debug!(%url, "JWKS unchanged");
-                    return true;
-                }
-                tracing::info!(%url, keys = keys.len(), "JWKS loaded");
-                *slot = Some((body, keys.into_iter().map(Arc::new).collect()));
+                tracing::info!(%url, keys = parsed.keys.len(), skipped = parsed.skipped.len(), "JWKS loaded");
+                *slot = Some((body, parsed.keys.into_iter().map(Arc::new).collect()));
                 drop(slot);
+                remote.set_last_error(None);
                 self.publish();
                 true
             }
             Err(err) => {
                 // The previous keys keep serving.
-                tracing::warn!(%url, error = %err, "JWKS refresh failed; keeping the previous keys");
+                tracing::warn!(source = %source.name, %url, error = %err, "JWKS fetch failed; keeping the previous keys");
+                remote.set_last_error(Some(err.to_string()));
                 false
             }
         }
@@ -536,151 +558,9 @@ impl Keyring {
     }
 }
 
-/// Fetches a JWKS document once, trusting the Mozilla roots (for
-/// `jwtgate token inspect --jwks-url`).
-pub async fn fetch_once(url: &Uri) -> Result<Bytes, JwksError> {
-    let tls = client_config(None).map_err(JwksError::Fetch)?;
-    tokio::time::timeout(FETCH_TIMEOUT, get(&TlsConnector::from(tls), url))
+/// Fetches a JWKS document once (for `jwtgate token inspect --jwks-url`).
+pub async fn fetch_once(url: &Uri, trust: &Trust) -> Result<Bytes, JwksError> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch::get(&trust.connector(), url))
         .await
         .unwrap_or_else(|_| Err(JwksError::Fetch("timed out".to_owned())))
-}
-
-/// A TLS client config for fetching a JWKS, with ring as the provider,
-/// trusting `roots`, or when `None` the Mozilla roots compiled in
-/// (webpki-roots): the same on every host, whatever its CA bundle.
-pub fn client_config(
-    roots: Option<&[CertificateDer<'static>]>,
-) -> Result<Arc<ClientConfig>, String> {
-    let mut store = RootCertStore::empty();
-    match roots {
-        Some(roots) => {
-            for root in roots {
-                store.add(root.clone()).map_err(|e| e.to_string())?;
-            }
-        }
-        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let mut config = ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// GET `url` over HTTPS; the body of a 200 answer, at most 1 MiB.
-async fn get(connector: &TlsConnector, url: &Uri) -> Result<Bytes, JwksError> {
-    let fail = |what: &str, err: &dyn std::fmt::Display| JwksError::Fetch(format!("{what}: {err}"));
-    let host = url
-        .host()
-        .ok_or_else(|| JwksError::Fetch("URL has no host".to_owned()))?;
-    // An IPv6 literal is bracketed in a URL but not in a server name.
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = url.port_u16().unwrap_or(443);
-    let tcp = TcpStream::connect((bare_host, port))
-        .await
-        .map_err(|e| fail("connect", &e))?;
-    let name = ServerName::try_from(bare_host.to_owned()).map_err(|e| fail("server name", &e))?;
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| fail("TLS", &e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| fail("HTTP", &e))?;
-    tokio::spawn(connection);
-    let path = url.path_and_query().map_or("/", |p| p.as_str());
-    let authority = url.authority().map_or(host, |a| a.as_str());
-    let request = Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| fail("request", &e))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| fail("HTTP", &e))?;
-    if response.status() != StatusCode::OK {
-        return Err(JwksError::Fetch(format!("status {}", response.status())));
-    }
-    let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| fail("body", &e))?;
-    Ok(body.to_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    const A3: &str = r#""kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0""#;
-    const A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
-
-    fn parse(keys: &str, default_alg: Option<Alg>) -> Result<Vec<Key>, JwksError> {
-        parse_jwks(
-            format!(r#"{{"keys":[{keys}]}}"#).as_bytes(),
-            None,
-            default_alg,
-        )
-    }
-
-    #[test]
-    fn ec_jwk_without_alg_takes_the_algorithm_its_curve_implies() {
-        let keys = parse(&format!(r#"{{"kid":"a",{A3}}}"#), None).unwrap();
-        assert_eq!(keys[0].alg, Alg::ES256);
-        assert_eq!(keys[0].kid.as_deref(), Some("a"));
-    }
-
-    #[test]
-    fn rsa_jwk_without_alg_is_refused_unless_the_source_names_one() {
-        let jwk = format!(r#"{{"kty":"RSA","kid":"r","n":"{A2_N}","e":"AQAB"}}"#);
-        assert!(matches!(
-            parse(&jwk, None),
-            Err(JwksError::Key { index: 0, .. })
-        ));
-        assert_eq!(parse(&jwk, Some(Alg::PS256)).unwrap()[0].alg, Alg::PS256);
-    }
-
-    #[test]
-    fn encryption_keys_are_skipped_and_signature_keys_kept() {
-        let jwks = format!(
-            r#"{{"use":"enc",{A3}}},{{"key_ops":["encrypt"],{A3}}},{{"alg":"RSA-OAEP","kty":"RSA","n":"{A2_N}","e":"AQAB"}},{{"kty":"oct","k":"c2VjcmV0"}},{{"use":"sig","alg":"ES256",{A3}}}"#
-        );
-        let keys = parse(&jwks, None).unwrap();
-        assert_eq!(keys.len(), 1);
-    }
-
-    #[test]
-    fn jwk_whose_alg_contradicts_its_key_type_is_refused() {
-        assert!(parse(&format!(r#"{{"alg":"ES384",{A3}}}"#), None).is_err());
-        assert!(parse(&format!(r#"{{"alg":"RS256",{A3}}}"#), None).is_err());
-        assert!(parse(&format!(r#"{{"alg":"HS256",{A3}}}"#), None).is_err());
-    }
-
-    #[test]
-    fn jwk_with_private_parts_is_refused() {
-        let jwk = format!(r#"{{"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI",{A3}}}"#);
-        assert!(parse(&jwk, None).is_err());
-    }
-
-    #[test]
-    fn set_without_any_signature_key_is_an_error() {
-        assert!(matches!(parse("", None), Err(JwksError::Empty)));
-        assert!(matches!(
-            parse_jwks(b"[1,2]", None, None),
-            Err(JwksError::Json(_))
-        ));
-    }
-
-    #[test]
-    fn short_rsa_jwk_is_refused() {
-        let short = URL_SAFE_NO_PAD.encode([0xc5u8; 128]);
-        let jwk = format!(r#"{{"kty":"RSA","alg":"RS256","n":"{short}","e":"AQAB"}}"#);
-        let err = parse(&jwk, None).unwrap_err().to_string();
-        assert!(err.contains("1024 bits"), "{err}");
-    }
 }

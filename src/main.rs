@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Map, Value};
 
 use jwtgate::config::{self, Config};
@@ -145,8 +147,15 @@ struct OptionalKeyArgs {
     /// JWKS URL (https://) to fetch and verify against.
     #[arg(long, conflicts_with_all = ["secret_env", "secret_file", "public_key_file", "jwks_file"])]
     jwks_url: Option<String>,
-    #[arg(long, default_value = "HS256")]
-    alg: String,
+    /// PEM file of the CA(s) to trust for --jwks-url (default: the Mozilla
+    /// roots built in), as a source's ca_file.
+    #[arg(long, requires = "jwks_url")]
+    ca_file: Option<PathBuf>,
+    /// The key's algorithm (default HS256); with --jwks-file or --jwks-url,
+    /// the algorithm of RSA JWKs that carry none (default RS256), as a
+    /// source's alg.
+    #[arg(long)]
+    alg: Option<String>,
     #[arg(long)]
     kid: Option<String>,
 }
@@ -189,6 +198,7 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
             dev_cert,
         } => {
             let config = Config::load(&path).map_err(|e| e.to_string())?;
+            check_key_sources(&path, &config)?;
             let server = &config.server;
             if dev_cert.applies(server) {
                 println!(
@@ -208,9 +218,10 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
             method,
             target,
         } => {
-            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let mut config = Config::load(&config).map_err(|e| e.to_string())?;
             let method = http::Method::from_bytes(method.as_bytes())
                 .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+            with_remote_keys(&mut config)?;
             let explanation =
                 explain::explain(&config, &method, &target, token.as_deref(), unix_now());
             print!("{}", explanation.report);
@@ -621,24 +632,38 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
             println!("expired: {}s ago (exp {exp})", -delta);
         }
     }
+    // With a key set, --alg is only the default for RSA JWKs without one.
+    let jwk_alg = match (&key.alg, key.jwks_file.is_some() || key.jwks_url.is_some()) {
+        (Some(alg), true) => Some(parse_alg(alg)?),
+        _ => None,
+    };
+    let alg = key.alg.as_deref().unwrap_or("HS256");
     let keys = if let Some(path) = &key.jwks_file {
         let text =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let keys =
-            jwks::parse_jwks(&text, None, None).map_err(|e| format!("{}: {e}", path.display()))?;
-        KeySet::new(keys)
+        let parsed = jwks::parse_jwks(&text, None, jwk_alg)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        print_skipped(&parsed);
+        KeySet::new(parsed.keys)
     } else if let Some(url) = &key.jwks_url {
         let uri: http::Uri = url
             .parse()
             .ok()
             .filter(|u: &http::Uri| u.scheme_str() == Some("https"))
             .ok_or_else(|| format!("--jwks-url {url:?} is not an https:// URL"))?;
+        let roots = match &key.ca_file {
+            Some(path) => Some(read_ca_file(path)?),
+            None => None,
+        };
+        let trust = jwks::Trust::new(roots).map_err(|e| format!("--ca-file: {e}"))?;
         let text = runtime(Some(1))?
-            .block_on(jwks::fetch_once(&uri))
+            .block_on(jwks::fetch_once(&uri, &trust))
             .map_err(|e| format!("{url}: {e}"))?;
-        KeySet::new(jwks::parse_jwks(&text, None, None).map_err(|e| format!("{url}: {e}"))?)
+        let parsed = jwks::parse_jwks(&text, None, jwk_alg).map_err(|e| format!("{url}: {e}"))?;
+        print_skipped(&parsed);
+        KeySet::new(parsed.keys)
     } else if let Some(path) = &key.public_key_file {
-        let alg = parse_alg(&key.alg)?;
+        let alg = parse_alg(alg)?;
         // One key was named: it answers to the token's kid unless --kid says otherwise.
         let kid = key
             .kid
@@ -656,7 +681,7 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
             key.secret_env,
             key.secret_file,
             key.secret_encoding,
-            &key.alg,
+            alg,
             kid,
         )?])
     } else {
@@ -679,6 +704,113 @@ fn inspect(token: &str, key: OptionalKeyArgs) -> Result<ExitCode, String> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The certificates of a PEM file, for `--ca-file`.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--ca-file: cannot read {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--ca-file: {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+fn print_skipped(parsed: &jwks::ParsedJwks) {
+    for skipped in &parsed.skipped {
+        println!("skipped: {skipped}");
+    }
+}
+
+/// A remote key source and what fetching it once gave.
+type Fetched<'c> = (&'c jwks::Source, Result<jwks::ParsedJwks, jwks::JwksError>);
+
+/// Fetches every URL and discovery source once, in config order.
+fn fetch_remote_sources(config: &Config) -> Result<Vec<Fetched<'_>>, String> {
+    let remote: Vec<&jwks::Source> = config.jwks.iter().filter(|s| s.is_remote()).collect();
+    if remote.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = runtime(Some(1))?;
+    Ok(remote
+        .into_iter()
+        .filter_map(|source| {
+            let loaded = runtime.block_on(source.load_once())?;
+            Some((source, loaded))
+        })
+        .collect())
+}
+
+/// `check`: every key source must load as `serve` would load it; prints
+/// each one's keys and skipped JWKs, and fails on the first that cannot.
+fn check_key_sources(path: &std::path::Path, config: &Config) -> Result<(), String> {
+    for source in config.jwks.iter().filter(|s| !s.is_remote()) {
+        for skipped in &source.skipped {
+            println!("{}: skipped {skipped}", source.name);
+        }
+    }
+    let mut failed = Vec::new();
+    for (source, loaded) in fetch_remote_sources(config)? {
+        match loaded {
+            Ok(parsed) => {
+                println!(
+                    "{} ({}): {} keys loaded",
+                    source.name,
+                    source.endpoint(),
+                    parsed.keys.len()
+                );
+                for skipped in &parsed.skipped {
+                    println!("{}: skipped {skipped}", source.name);
+                }
+            }
+            Err(err) => failed.push(format!(
+                "{}: {} ({}): {err}",
+                path.display(),
+                source.name,
+                source.endpoint()
+            )),
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("\nerror: ")),
+    }
+}
+
+/// `explain`: adds the keys of URL and discovery sources, fetched once, to
+/// the config's, as a running gateway would hold them. A source that cannot
+/// load stays pending, so a token only its keys could decide is explained
+/// as the 503 `serve` answers.
+fn with_remote_keys(config: &mut Config) -> Result<(), String> {
+    let mut keys: Vec<Arc<Key>> = config.keys.iter().cloned().collect();
+    let mut pending = 0;
+    for (source, loaded) in fetch_remote_sources(config)? {
+        match loaded {
+            Ok(parsed) => {
+                println!(
+                    "keys: {} ({}): {} loaded",
+                    source.name,
+                    source.endpoint(),
+                    parsed.keys.len()
+                );
+                keys.extend(parsed.keys.into_iter().map(Arc::new));
+            }
+            Err(err) => {
+                println!(
+                    "keys: {} ({}): not loaded: {err}",
+                    source.name,
+                    source.endpoint()
+                );
+                pending += 1;
+            }
+        }
+    }
+    config.keys = KeySet::from_shared(keys, pending, 0);
+    Ok(())
 }
 
 #[cfg(test)]

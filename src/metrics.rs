@@ -169,6 +169,19 @@ pub const AUTH_FAILURE_REASONS: &[&str] = &[
     "other",
 ];
 
+/// Every reason `jwtgate_jwks_keys_skipped_total` can carry: the labels
+/// of `jwks::SkipReason` (a unit test keeps the lists in step); a name not
+/// listed counts as `other`.
+pub const JWKS_SKIP_REASONS: &[&str] = &[
+    "unsupported_kty",
+    "unsupported_curve",
+    "unsupported_alg",
+    "no_alg",
+    "alg_mismatch",
+    "invalid_key",
+    "other",
+];
+
 /// Label of requests that matched no route (bad path, 404).
 const UNMATCHED: &str = "unmatched";
 
@@ -198,6 +211,8 @@ pub struct Metrics {
     verified_cache: Mutex<Option<Box<CacheReader>>>,
     /// Cache hits and misses of the caches that reloads replaced.
     retired_cache: [AtomicU64; 2],
+    /// JWKs skipped from key sets put in force, by [`JWKS_SKIP_REASONS`].
+    jwks_skipped: Box<[AtomicU64]>,
 }
 
 type CacheReader = dyn Fn() -> crate::cache::CacheStats + Send + Sync;
@@ -283,6 +298,10 @@ impl Default for Metrics {
             config_loaded: AtomicI64::new(0),
             verified_cache: Mutex::default(),
             retired_cache: [AtomicU64::new(0), AtomicU64::new(0)],
+            jwks_skipped: JWKS_SKIP_REASONS
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 }
@@ -350,6 +369,26 @@ impl Metrics {
         if let Some(counter) = self.auth_failures.get(i) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One JWK skipped from a key set, by a reason from [`JWKS_SKIP_REASONS`].
+    pub fn count_jwks_key_skipped(&self, reason: &str) {
+        let i = JWKS_SKIP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(JWKS_SKIP_REASONS.len() - 1);
+        if let Some(counter) = self.jwks_skipped.get(i) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// JWKs skipped so far for `reason`.
+    pub fn jwks_keys_skipped(&self, reason: &str) -> u64 {
+        JWKS_SKIP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.jwks_skipped.get(i))
+            .map_or(0, |counter| counter.load(Ordering::Relaxed))
     }
 
     /// Counts a request as in flight until the guard is dropped (also when
@@ -484,6 +523,19 @@ impl Metrics {
             "Unix time the config in force was loaded.",
             self.config_loaded.load(Ordering::Relaxed),
         );
+        header(
+            &mut out,
+            "jwtgate_jwks_keys_skipped_total",
+            "counter",
+            "JWKs left out of a key set put in force (unusable here; the set's other keys serve), by reason.",
+        );
+        for (reason, counter) in JWKS_SKIP_REASONS.iter().zip(self.jwks_skipped.iter()) {
+            let n = counter.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "jwtgate_jwks_keys_skipped_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         let reader = self
             .verified_cache
             .lock()

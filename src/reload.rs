@@ -52,14 +52,16 @@ pub enum ReloadError {
     /// `file:line: key: error` (see [`crate::config::tls_error`]).
     #[error("{0}")]
     Tls(String),
+    /// A new key source did not load in time; `pending` says why for each
+    /// (its last fetch error, or that none has finished).
     #[error(
-        "{config}: jwt.jwks: {} did not load within {}s (see the JWKS warning above)",
-        urls.join(", "),
-        wait.as_secs()
+        "{config}: key sources did not load within {}s: {}",
+        wait.as_secs(),
+        pending.join("; ")
     )]
     KeysUnavailable {
         config: String,
-        urls: Vec<String>,
+        pending: Vec<String>,
         wait: Duration,
     },
 }
@@ -113,6 +115,13 @@ impl Reloader {
         self
     }
 
+    /// How long a new key source may take to load before a reload is
+    /// refused. Defaults to 10 s.
+    pub fn key_wait(mut self, wait: Duration) -> Reloader {
+        self.key_wait = wait;
+        self
+    }
+
     /// What a reload of `config` cannot change (listeners, runtime, logging).
     pub fn fixed_settings(config: &Config) -> FixedSettings {
         FixedSettings::of(config)
@@ -159,7 +168,7 @@ impl Reloader {
         if waited.await.is_err() {
             return Err(ReloadError::KeysUnavailable {
                 config: file,
-                urls: gateway.keyring().pending_urls(),
+                pending: gateway.keyring().pending(),
                 wait: self.key_wait,
             });
         }

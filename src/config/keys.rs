@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use super::error::{Invalid, invalid};
-use super::raw::{RawClaimPath, RawJwt, RawProvider};
+use super::raw::{RawClaimPath, RawJwks, RawJwt, RawProvider};
 use crate::headers::ClaimHeader;
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, ClaimPath, Provider, Validation};
@@ -243,12 +243,21 @@ pub(super) fn validate_jwt(
     section: &str,
     provider: usize,
 ) -> Result<(Validation, Vec<Key>, Vec<Source>), Invalid> {
-    validate_section(raw, env, provider).map_err(|mut err| {
-        if let Some(rest) = err.key.strip_prefix("jwt") {
-            err.key = format!("{section}{rest}");
+    let named = |key: &mut String| {
+        if let Some(rest) = key.strip_prefix("jwt") {
+            *key = format!("{section}{rest}");
         }
-        err
-    })
+    };
+    let (validation, keys, mut sources) =
+        validate_section(raw, env, provider).map_err(|mut err| {
+            named(&mut err.key);
+            err
+        })?;
+    // Sources name themselves in messages as their table does.
+    for source in &mut sources {
+        named(&mut source.name);
+    }
+    Ok((validation, keys, sources))
 }
 
 fn validate_section(
@@ -407,100 +416,163 @@ fn validate_section(
     }
     let mut sources = Vec::new();
     for (i, raw_source) in raw.jwks.into_iter().enumerate() {
-        let span = raw_source.span();
-        let raw_source = raw_source.into_inner();
-        let at = |field: &str| format!("jwt.jwks[{i}].{field}");
-        let default_alg = match &raw_source.alg {
-            Some(alg) => Some(parse_alg(alg, &at("alg"))?),
+        let (source, loaded) = validate_source(raw_source, &format!("jwt.jwks[{i}]"), provider)?;
+        if let Some(loaded) = loaded {
+            keys.extend(loaded);
+        }
+        sources.push(source);
+    }
+    Ok((validation, keys, sources))
+}
+
+/// Validates one key source table, named `name` (`jwt.jwks[2]`) in
+/// messages; a file source is read and parsed here, and its keys returned.
+/// The shape any table holding a key source shares: exactly one of `file`,
+/// `url` or `discovery`, with `issuer`, `ca_file`, `alg`, `refresh` and
+/// `cooldown` beside it.
+pub(super) fn validate_source(
+    raw: Spanned<RawJwks>,
+    name: &str,
+    provider: usize,
+) -> Result<(Source, Option<Vec<Key>>), Invalid> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let at = |field: &str| format!("{name}.{field}");
+    let default_alg = match &raw.alg {
+        Some(alg) => Some(parse_alg(alg, &at("alg"))?),
+        None => None,
+    };
+    // Floors keep "0s" from turning refreshes into a hot loop against
+    // the identity provider (an unknown-kid flood fetches once per cooldown).
+    let refresh = duration_at_least(raw.refresh, &at("refresh"), 300, SECOND)?;
+    let cooldown = duration_at_least(raw.cooldown, &at("cooldown"), 30, 100 * MILLISECOND)?;
+    let trust = |ca_file: &Option<Spanned<PathBuf>>, url: &Spanned<String>, key: &str| {
+        let roots = match ca_file {
             None => None,
+            Some(ca) => Some(read_ca_file(ca, &at("ca_file"))?),
         };
-        // Floors keep "0s" from turning refreshes into a hot loop against
-        // the identity provider (an unknown-kid flood fetches once per cooldown).
-        let refresh = duration_at_least(raw_source.refresh, &at("refresh"), 300, SECOND)?;
-        let cooldown =
-            duration_at_least(raw_source.cooldown, &at("cooldown"), 30, 100 * MILLISECOND)?;
-        let location = match (raw_source.file, raw_source.url) {
-            (Some(path), None) => {
-                if let Some(ca) = &raw_source.ca_file {
-                    return Err(invalid(ca, at("ca_file"), "only a url source uses ca_file"));
-                }
-                let text = std::fs::read(path.get_ref()).map_err(|err| {
+        jwks::Trust::new(roots)
+            .map_err(|err| invalid(url, at(key), format!("unusable CA certificate: {err}")))
+    };
+    let raw_issuer = raw.issuer;
+    let mut issuer = raw_issuer.as_ref().map(|i| i.get_ref().clone());
+    let mut skipped = Vec::new();
+    let mut loaded = None;
+    let location = match (raw.file, raw.url, raw.discovery) {
+        (Some(path), None, None) => {
+            if let Some(ca) = &raw.ca_file {
+                return Err(invalid(
+                    ca,
+                    at("ca_file"),
+                    "only a url or discovery source uses ca_file",
+                ));
+            }
+            let text = std::fs::read(path.get_ref()).map_err(|err| {
+                invalid(
+                    &path,
+                    at("file"),
+                    format!("cannot read {}: {err}", path.get_ref().display()),
+                )
+            })?;
+            let parsed =
+                jwks::parse_jwks(&text, issuer.as_deref(), default_alg).map_err(|err| {
                     invalid(
                         &path,
                         at("file"),
-                        format!("cannot read {}: {err}", path.get_ref().display()),
+                        format!("{}: {err}", path.get_ref().display()),
                     )
                 })?;
-                let loaded = jwks::parse_jwks(&text, raw_source.issuer.as_deref(), default_alg)
-                    .map_err(|err| {
-                        invalid(
-                            &path,
-                            at("file"),
-                            format!("{}: {err}", path.get_ref().display()),
-                        )
-                    })?;
-                keys.extend(loaded.into_iter().map(|key| key.for_provider(provider)));
-                Location::File(path.into_inner())
-            }
-            (None, Some(url)) => {
-                let parsed: Uri = url
-                    .get_ref()
-                    .parse()
-                    .ok()
-                    .filter(|u: &Uri| u.scheme_str() == Some("https") && u.host().is_some())
-                    .ok_or_else(|| {
-                        invalid(
-                            &url,
-                            at("url"),
-                            format!("{:?} is not an https:// URL", url.get_ref()),
-                        )
-                    })?;
-                let roots = match &raw_source.ca_file {
-                    None => None,
-                    Some(ca) => {
-                        use rustls::pki_types::pem::PemObject;
-                        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca.get_ref())
-                            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                            .map_err(|err| {
-                                invalid(
-                                    ca,
-                                    at("ca_file"),
-                                    format!("cannot read {}: {err}", ca.get_ref().display()),
-                                )
-                            })?;
-                        if certs.is_empty() {
-                            return Err(invalid(ca, at("ca_file"), "holds no certificate"));
-                        }
-                        Some(certs)
-                    }
-                };
-                let tls = jwks::client_config(roots.as_deref()).map_err(|err| {
+            skipped = parsed.skipped;
+            loaded = Some(
+                (parsed.keys.into_iter())
+                    .map(|key| key.for_provider(provider))
+                    .collect(),
+            );
+            Location::File(path.into_inner())
+        }
+        (None, Some(url), None) => {
+            let parsed: Uri = url
+                .get_ref()
+                .parse()
+                .ok()
+                .filter(|u: &Uri| u.scheme_str() == Some("https") && u.host().is_some())
+                .ok_or_else(|| {
                     invalid(
                         &url,
-                        at("ca_file"),
-                        format!("unusable CA certificate: {err}"),
+                        at("url"),
+                        format!("{:?} is not an https:// URL", url.get_ref()),
                     )
                 })?;
-                Location::Url { url: parsed, tls }
+            Location::Url {
+                trust: trust(&raw.ca_file, &url, "ca_file")?,
+                url: parsed,
             }
-            _ => {
-                return Err(Invalid {
-                    span: Some(span),
-                    key: format!("jwt.jwks[{i}]"),
-                    message: "set exactly one of file or url".to_owned(),
-                });
+        }
+        (None, None, Some(discovered)) => {
+            if let Some(bound) = &raw_issuer {
+                return Err(invalid(
+                    bound,
+                    at("issuer"),
+                    "a discovery source is bound to the issuer it discovers; drop issuer",
+                ));
             }
-        };
-        sources.push(Source {
-            location,
-            issuer: raw_source.issuer,
-            default_alg,
-            refresh,
-            cooldown,
-            provider,
-        });
+            let url = jwks::discovery_url(discovered.get_ref()).ok_or_else(|| {
+                invalid(
+                    &discovered,
+                    at("discovery"),
+                    format!(
+                        "{:?} is not an issuer URL (https://, no query or fragment)",
+                        discovered.get_ref()
+                    ),
+                )
+            })?;
+            issuer = Some(discovered.get_ref().clone());
+            Location::Discovery {
+                trust: trust(&raw.ca_file, &discovered, "ca_file")?,
+                issuer: discovered.into_inner(),
+                url,
+            }
+        }
+        _ => {
+            return Err(Invalid {
+                span: Some(span),
+                key: name.to_owned(),
+                message: "set exactly one of file, url or discovery".to_owned(),
+            });
+        }
+    };
+    let source = Source {
+        name: name.to_owned(),
+        location,
+        issuer,
+        default_alg,
+        refresh,
+        cooldown,
+        provider,
+        skipped,
+    };
+    Ok((source, loaded))
+}
+
+/// The certificates of a `ca_file`: at least one.
+fn read_ca_file(
+    ca: &Spanned<PathBuf>,
+    key: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Invalid> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca.get_ref())
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| {
+            invalid(
+                ca,
+                key,
+                format!("cannot read {}: {err}", ca.get_ref().display()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(invalid(ca, key, "holds no certificate"));
     }
-    Ok((validation, keys, sources))
+    Ok(certs)
 }
 
 /// What a `[[jwt.keys]]` entry names: a secret's bytes, or a PEM file.

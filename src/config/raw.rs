@@ -149,7 +149,9 @@ pub(super) struct RawKey {
 pub(super) struct RawJwks {
     pub(super) file: Option<Spanned<PathBuf>>,
     pub(super) url: Option<Spanned<String>>,
-    pub(super) issuer: Option<String>,
+    /// An issuer URL whose OpenID Connect discovery document names the JWKS.
+    pub(super) discovery: Option<Spanned<String>>,
+    pub(super) issuer: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<PathBuf>>,
     pub(super) alg: Option<Spanned<String>>,
     pub(super) refresh: Option<Spanned<String>>,

@@ -166,6 +166,37 @@ fn jwks_url_must_be_https_and_names_its_line() {
 }
 
 #[test]
+fn discovery_source_is_bound_to_the_issuer_it_discovers() {
+    let source = |extra: &str| {
+        format!("{BASE}[[jwt.jwks]]\ndiscovery = \"https://idp.test/realms/x\"\n{extra}{ROUTE}")
+    };
+    let config = parse(&source("")).unwrap();
+    let jwks = &config.jwks[0];
+    assert_eq!(jwks.issuer.as_deref(), Some("https://idp.test/realms/x"));
+    assert_eq!(
+        jwks.endpoint(),
+        "https://idp.test/realms/x/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        error(&source("issuer = \"https://other.test\"\n")),
+        "test.toml:14: jwt.jwks[0].issuer: a discovery source is bound to the issuer it discovers; drop issuer"
+    );
+    let err = error(&source("url = \"https://idp.test/certs\"\n"));
+    assert!(
+        err.ends_with("jwt.jwks[0]: set exactly one of file, url or discovery"),
+        "{err}"
+    );
+    let plain = format!("{BASE}[[jwt.jwks]]\ndiscovery = \"http://idp.test\"\n{ROUTE}");
+    assert!(
+        error(&plain).starts_with(
+            "test.toml:13: jwt.jwks[0].discovery: \"http://idp.test\" is not an issuer URL"
+        ),
+        "{}",
+        error(&plain)
+    );
+}
+
+#[test]
 fn jwks_refresh_and_cooldown_have_floors() {
     let source = |refresh: &str, cooldown: &str| {
         format!(
@@ -213,15 +244,15 @@ fn revocation_file_errors_name_that_file() {
 }
 
 #[test]
-fn jwks_source_needs_exactly_one_of_file_or_url() {
+fn jwks_source_needs_exactly_one_of_file_url_or_discovery() {
     let text = format!(
         "{BASE}[[jwt.jwks]]\nissuer = \"x\"\n[[route]]\npath = \"/\"\nupstream = \"app\"\n"
     );
-    assert!(error(&text).contains("jwt.jwks[0]: set exactly one of file or url"));
+    assert!(error(&text).contains("jwt.jwks[0]: set exactly one of file, url or discovery"));
 }
 
 #[test]
-fn jwks_file_with_an_ambiguous_rsa_key_is_refused_naming_the_file() {
+fn jwks_file_without_a_usable_key_is_refused_naming_the_file() {
     let path = std::env::temp_dir().join(format!("jwtgate-cfg-{}.json", std::process::id()));
     std::fs::write(
         &path,
