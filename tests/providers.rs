@@ -673,6 +673,17 @@ async fn cognito_recipe_takes_access_tokens_of_its_app_client_and_refuses_id_tok
         run.refuses(path, &id_token, StatusCode::FORBIDDEN, "an ID token")
             .await;
     }
+    // token_use is checked on its own, not only through client_id.
+    let id_use = run.variant(|p| p["token_use"] = "id".into());
+    for path in ["/orders", "/admin"] {
+        run.refuses(
+            path,
+            &id_use,
+            StatusCode::FORBIDDEN,
+            "token_use id with a client_id",
+        )
+        .await;
+    }
     let other_client = run.variant(|p| p["client_id"] = "7abcdefghijklmnopqrstuvwx".into());
     for path in ["/orders", "/admin"] {
         run.refuses(
