@@ -245,7 +245,11 @@ impl Run {
                 .iter()
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .collect();
-            assert_eq!(values, [value.clone()], "{name} as the upstream saw it");
+            assert_eq!(
+                values,
+                std::slice::from_ref(value),
+                "{name} as the upstream saw it"
+            );
         }
     }
 
