@@ -4,6 +4,8 @@
 //! Everything binds 127.0.0.1:0.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod idp;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
