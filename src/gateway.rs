@@ -51,6 +51,9 @@ pub struct Gateway {
     limits: RequestLimits,
     request_ids: headers::RequestIds,
     server_timing: bool,
+    /// `[server] forward_override_headers`: the override headers clients
+    /// may send on; every other one is removed.
+    forward_overrides: Vec<http::HeaderName>,
     /// Shared with the gateways a reload replaces and the admin listener.
     metrics: Arc<Metrics>,
     /// This config's routes and upstreams within `metrics`.
@@ -193,6 +196,7 @@ impl Gateway {
             files: config.files,
             watch: config.watch,
             server_timing: config.server.server_timing,
+            forward_overrides: config.server.forward_override_headers.clone(),
             metrics,
             serving,
             readiness,
@@ -426,6 +430,8 @@ impl Gateway {
         // A WebSocket (or other) upgrade goes through only after the checks above.
         let upgrade = headers::requested_upgrade(&request);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        // Client-sent only: before the gateway adds its own headers.
+        headers::remove_override_headers(request.headers_mut(), &self.forward_overrides);
         let provider_headers = verified
             .as_ref()
             .and_then(|v| self.provider_headers.get(v.provider))

@@ -325,6 +325,66 @@ async fn identity_headers_are_stripped_for_every_method_route_and_spelling() {
     }
 }
 
+#[tokio::test]
+async fn url_and_method_override_headers_never_reach_the_upstream_unless_configured() {
+    let overrides = [
+        ("X-Original-URL", "/admin"),
+        ("x-rewrite-url", "/admin/users"),
+        ("X_Original_URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("X-Method-Override", "PUT"),
+        ("x_http_method_override", "DELETE"),
+    ];
+    let send = |gateway: &TestGateway, protocol, path: &str| {
+        let mut builder =
+            Request::get(path).header("authorization", format!("Bearer {}", token("user")));
+        for (name, value) in overrides {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::default()).unwrap();
+        let client = client(gateway, protocol);
+        async move { client.send(request).await }
+    };
+    let (upstream, gateway) = setup().await;
+    for protocol in BOTH {
+        for path in ["/public/x", "/maybe", "/orders"] {
+            let reply = send(&gateway, protocol, path).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path} {protocol:?}");
+            let seen = upstream.last();
+            assert_eq!((seen.method.as_str(), seen.target.as_str()), ("GET", path));
+            for (name, _) in seen.headers.iter() {
+                let n = name.as_str().replace('_', "-");
+                assert!(
+                    !(n.contains("original-url")
+                        || n.contains("rewrite-url")
+                        || n.contains("method")),
+                    "{path} {protocol:?}: {name} reached the upstream"
+                );
+            }
+        }
+    }
+
+    // An operator whose backend needs one lets just that one through.
+    let config = CONFIG.replace(
+        "[server]\n",
+        "[server]\nforward_override_headers = [\"X-HTTP-Method-Override\"]\n",
+    );
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    for protocol in BOTH {
+        send(&gateway, protocol, "/orders").await;
+        let seen = upstream.last();
+        let kept: Vec<_> = seen
+            .headers
+            .keys()
+            .filter(|n| n.as_str().contains("method") || n.as_str().contains("url"))
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(kept, ["x-http-method-override"], "{protocol:?}");
+        assert_eq!(seen.header("x-http-method-override"), Some("DELETE"));
+    }
+}
+
 // ---- 3. path tricks -------------------------------------------------------------
 
 #[tokio::test]
