@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use support::{CONFIG, Protocol, TestGateway, Upstream, raw_tls_closed, statuses, token};
+use support::{
+    CONFIG, Protocol, TestGateway, Upstream, raw_tls_closed, statuses, tls_connect, token,
+};
 
 async fn setup() -> (Upstream, TestGateway) {
     let upstream = Upstream::start().await;
@@ -731,6 +733,119 @@ async fn over_limit_heads_get_431_or_414_on_http1_and_http2() {
     .await;
     assert_eq!(statuses(&reply), [431]);
     assert!(closed);
+}
+
+#[tokio::test]
+async fn heads_far_over_the_limit_are_answered_not_reset_while_the_client_still_sends() {
+    // The client sends its whole head before it reads, as curl does: the
+    // gateway refuses after reading a fraction of it, and must not close
+    // (which would reset the connection and lose the answer) before the
+    // client has sent the rest.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (upstream, gateway) = setup().await;
+    let fields: String = (0..5000).map(|i| format!("x-f{i}: v\r\n")).collect();
+    let cases = [
+        (
+            "64 KiB header",
+            format!(
+                "GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            [431, 431],
+        ),
+        (
+            "5000 fields",
+            format!("GET /public/x HTTP/1.1\r\nHost: x\r\n{fields}\r\n"),
+            [431, 431],
+        ),
+        // hyper's 414 is for targets it could buffer whole; one longer than
+        // the head limit is refused as a head too large.
+        (
+            "64 KiB target",
+            format!(
+                "GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            [414, 431],
+        ),
+        (
+            "95 KB Authorization",
+            format!(
+                "GET /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+                "a".repeat(95_000)
+            ),
+            [431, 431],
+        ),
+    ];
+    for (name, raw, want) in &cases {
+        let mut tls = tls_connect(gateway.addr, &gateway.pki, b"http/1.1").await;
+        // In pieces, as over a real network: most of the head is still to
+        // come when the gateway has read enough to refuse it.
+        for piece in raw.as_bytes().chunks(8 * 1024) {
+            let sent = tls.write_all(piece).await;
+            assert!(sent.is_ok(), "{name}: sending failed: {sent:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        let got = statuses(&reply);
+        assert!(
+            got.len() == 1 && want.contains(&got[0]),
+            "{name}: {:?} {read:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "{name}: not closed cleanly: {read:?}"
+        );
+    }
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn heads_far_over_the_limit_are_answered_over_http2_not_sent_away() {
+    // h2 itself ends the whole connection (GOAWAY) for a header list over
+    // 4× the list size it advertises; every one of these gets a status.
+    let (upstream, gateway) = setup().await;
+    let base = "https://localhost";
+    let many = (0..5000).fold(Request::get(format!("{base}/public/x")), |r, i| {
+        r.header(format!("x-f{i}"), "v")
+    });
+    let cases = [
+        (
+            "64 KiB header",
+            Request::get(format!("{base}/public/x")).header("x-big", "a".repeat(64 * 1024)),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        (
+            "5000 fields",
+            many,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        (
+            "60 KiB path",
+            Request::get(format!("{base}/public/{}", "a".repeat(60 * 1024))),
+            StatusCode::URI_TOO_LONG,
+        ),
+        (
+            "95 KB Authorization",
+            Request::get(format!("{base}/orders"))
+                .header("authorization", format!("Bearer {}", "a".repeat(95_000))),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+    ];
+    for (name, request, want) in cases {
+        let tls = tls_connect(gateway.addr, &gateway.pki, b"h2").await;
+        let (send, connection) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(connection);
+        let mut send = send.ready().await.unwrap();
+        let (response, _) = send.send_request(request.body(()).unwrap(), true).unwrap();
+        match response.await {
+            Ok(response) => assert_eq!(response.status(), want, "{name}"),
+            Err(err) => panic!("{name}: no answer: {err:?}"),
+        }
+    }
+    assert_eq!(upstream.count(), 0);
 }
 
 #[tokio::test]
