@@ -27,7 +27,12 @@ mod access_log;
 mod response;
 
 use access_log::AccessLine;
+pub use access_log::Logged;
 use response::error_response;
+
+/// What the gateway answers with: a body that writes its request's access
+/// line when it has been sent (or abandoned).
+pub type ResponseBody = Logged<Body>;
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -47,6 +52,10 @@ pub struct Gateway {
     /// `[reload]`: how often those files are checked; `None`: SIGHUP only.
     watch: Option<Duration>,
     upstreams: Vec<Upstream>,
+    /// Each upstream's configured address, for the access log.
+    upstream_addrs: Vec<Arc<str>>,
+    /// Each route's prefix, for the access log.
+    route_labels: Vec<Arc<str>>,
     token_query_param: Option<String>,
     limits: RequestLimits,
     request_ids: headers::RequestIds,
@@ -182,6 +191,12 @@ impl Gateway {
         keys.spawn_refresh();
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            upstream_addrs: config
+                .upstreams
+                .iter()
+                .map(|u| u.url.authority().map_or("-", |a| a.as_str()).into())
+                .collect(),
+            route_labels: route_labels.iter().map(|r| r.as_str().into()).collect(),
             series: metrics.series(&route_labels, &upstream_names),
             routes: config.routes,
             keys,
@@ -292,7 +307,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let _in_flight = self.metrics.request_started();
         let method = request.method().clone();
@@ -362,25 +377,33 @@ impl Gateway {
         response
             .headers_mut()
             .insert(headers::X_REQUEST_ID, request_id.clone());
-        let route = trace.route.and_then(|i| self.routes.routes().get(i));
-        let access = AccessLine {
-            request_id: &request_id,
-            client,
-            method: &method,
-            path: uri.path(),
-            route: route.map(|r| r.prefix.as_str()),
-            status: response.status(),
-            user: user.as_deref(),
-            trace: &trace,
-            failure: failure.as_ref(),
-            bytes: response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()),
-            elapsed: started.elapsed(),
+        let (auth, reason, error) = AccessLine::verdict(&trace, failure.as_ref());
+        let upstream_addr = match (trace.upstream, trace.route) {
+            (Some(_), Some(route)) => self
+                .routes
+                .routes()
+                .get(route)
+                .and_then(|r| self.upstream_addrs.get(r.upstream))
+                .cloned(),
+            _ => None,
         };
-        access.log();
-        Ok(response)
+        let access = AccessLine {
+            request_id,
+            client,
+            method,
+            uri,
+            route: trace.route.and_then(|i| self.route_labels.get(i)).cloned(),
+            upstream_addr,
+            status: response.status(),
+            user,
+            auth,
+            reason,
+            error,
+            jwt: trace.verification.map(|v| v.elapsed),
+            upstream: trace.upstream,
+            started,
+        };
+        Ok(response.map(|body| Logged::new(body, access)))
     }
 
     /// route → authorize → rewrite headers → forward.
