@@ -93,7 +93,7 @@ impl AccessLine {
             error = error.unwrap_or(""),
             upstream_addr = self.upstream_addr.as_deref(),
             jwt_us = self.jwt.map(micros),
-            upstream_ms = self.upstream.map(|d| micros(d) / 1_000.0),
+            upstream_ms = self.upstream.map(millis),
             bytes,
             completed,
             total_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -101,9 +101,15 @@ impl AccessLine {
     }
 }
 
-/// Microseconds with nanosecond digits.
+/// Microseconds with nanosecond digits. One division of the exact count, so
+/// the JSON number is the decimal (`14.743744`, not `14.743744000000001`).
 fn micros(d: Duration) -> f64 {
-    d.as_nanos() as f64 / 1_000.0
+    d.as_nanos() as f64 / 1e3
+}
+
+/// Milliseconds with nanosecond digits, the same way.
+fn millis(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
 }
 
 /// `err` and every `source()` below it, joined with ": ", each message
@@ -229,9 +235,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verification_shows_in_microseconds() {
+    fn timings_are_written_as_their_decimals() {
         assert_eq!(micros(Duration::from_nanos(431)), 0.431);
         assert_eq!(micros(Duration::from_micros(1_500)), 1_500.0);
+        assert_eq!(
+            millis(Duration::from_nanos(14_743_744)).to_string(),
+            "14.743744"
+        );
     }
 
     #[test]
