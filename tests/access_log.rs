@@ -112,6 +112,31 @@ async fn an_aborted_download_is_logged_with_the_bytes_sent_and_not_completed() {
         "{bytes} logged, {read} read: {line}"
     );
     assert!(line["total_us"].is_u64(), "{line}");
+
+    // HTTP/2: the client resets the stream after 1 MiB.
+    let tls = tls_connect(gateway.addr, &gateway.pki, b"h2").await;
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::get("https://localhost/public/big")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let mut read = 0;
+    while read < 1024 * 1024 {
+        let data = body.data().await.unwrap().unwrap();
+        read += data.len();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    drop(body);
+    let line = log.access_line(1).await;
+    assert_eq!(line["completed"], false, "{line}");
+    let bytes = line["bytes"].as_u64().expect("bytes is a number");
+    assert!(
+        bytes >= read as u64 && bytes < BIG as u64,
+        "{bytes} logged, {read} read"
+    );
 }
 
 #[tokio::test]
