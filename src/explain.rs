@@ -182,6 +182,10 @@ fn walk(
             claims: &v.claims,
             claim_headers,
         });
+    headers::remove_override_headers(
+        &mut request_headers,
+        &config.server.forward_override_headers,
+    );
     headers::remove_hop_by_hop(&mut request_headers);
     headers::prepare_request(
         &mut request_headers,

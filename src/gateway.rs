@@ -27,7 +27,12 @@ mod access_log;
 mod response;
 
 use access_log::AccessLine;
+pub use access_log::Logged;
 use response::error_response;
+
+/// What the gateway answers with: a body that writes its request's access
+/// line when it has been sent (or abandoned).
+pub type ResponseBody = Logged<Body>;
 
 /// Everything a request needs, built once from the config and shared.
 pub struct Gateway {
@@ -47,10 +52,17 @@ pub struct Gateway {
     /// `[reload]`: how often those files are checked; `None`: SIGHUP only.
     watch: Option<Duration>,
     upstreams: Vec<Upstream>,
+    /// Each upstream's configured address, for the access log.
+    upstream_addrs: Vec<Arc<str>>,
+    /// Each route's prefix, for the access log.
+    route_labels: Vec<Arc<str>>,
     token_query_param: Option<String>,
     limits: RequestLimits,
     request_ids: headers::RequestIds,
     server_timing: bool,
+    /// `[server] forward_override_headers`: the override headers clients
+    /// may send on; every other one is removed.
+    forward_overrides: Vec<http::HeaderName>,
     /// Shared with the gateways a reload replaces and the admin listener.
     metrics: Arc<Metrics>,
     /// This config's routes and upstreams within `metrics`.
@@ -180,6 +192,12 @@ impl Gateway {
         keys.spawn_refresh();
         Gateway {
             upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            upstream_addrs: config
+                .upstreams
+                .iter()
+                .map(|u| u.url.authority().map_or("-", |a| a.as_str()).into())
+                .collect(),
+            route_labels: route_labels.iter().map(|r| r.as_str().into()).collect(),
             series: metrics.series(&route_labels, &upstream_names),
             routes: config.routes,
             keys,
@@ -194,6 +212,7 @@ impl Gateway {
             files: config.files,
             watch: config.watch,
             server_timing: config.server.server_timing,
+            forward_overrides: config.server.forward_override_headers.clone(),
             metrics,
             serving,
             readiness,
@@ -289,7 +308,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
-    ) -> Result<Response<Body>, Infallible> {
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let started = Instant::now();
         let _in_flight = self.metrics.request_started();
         let method = request.method().clone();
@@ -359,25 +378,33 @@ impl Gateway {
         response
             .headers_mut()
             .insert(headers::X_REQUEST_ID, request_id.clone());
-        let route = trace.route.and_then(|i| self.routes.routes().get(i));
-        let access = AccessLine {
-            request_id: &request_id,
-            client,
-            method: &method,
-            path: uri.path(),
-            route: route.map(|r| r.prefix.as_str()),
-            status: response.status(),
-            user: user.as_deref(),
-            trace: &trace,
-            failure: failure.as_ref(),
-            bytes: response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()),
-            elapsed: started.elapsed(),
+        let (auth, reason, error) = AccessLine::verdict(&trace, failure.as_ref());
+        let upstream_addr = match (trace.upstream, trace.route) {
+            (Some(_), Some(route)) => self
+                .routes
+                .routes()
+                .get(route)
+                .and_then(|r| self.upstream_addrs.get(r.upstream))
+                .cloned(),
+            _ => None,
         };
-        access.log();
-        Ok(response)
+        let access = AccessLine {
+            request_id,
+            client,
+            method,
+            uri,
+            route: trace.route.and_then(|i| self.route_labels.get(i)).cloned(),
+            upstream_addr,
+            status: response.status(),
+            user,
+            auth,
+            reason,
+            error,
+            jwt: trace.verification.map(|v| v.elapsed),
+            upstream: trace.upstream,
+            started,
+        };
+        Ok(response.map(|body| Logged::new(body, access)))
     }
 
     /// route → authorize → rewrite headers → forward.
@@ -427,6 +454,8 @@ impl Gateway {
         // A WebSocket (or other) upgrade goes through only after the checks above.
         let upgrade = headers::requested_upgrade(&request);
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+        // Client-sent only: before the gateway adds its own headers.
+        headers::remove_override_headers(request.headers_mut(), &self.forward_overrides);
         let provider_headers = verified
             .as_ref()
             .and_then(|v| self.provider_headers.get(v.provider))

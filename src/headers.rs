@@ -12,6 +12,9 @@
 //!   into a header.
 //! - Forwarding: `X-Forwarded-For/-Proto/-Host` are set by the gateway (the
 //!   edge trusts no earlier hop), and `Forwarded` is dropped.
+//! - Overrides: fields that backends read in place of the request's path or
+//!   method are removed (both spellings), unless configured to pass: the
+//!   gateway routed and authorised the request line, not those fields.
 //!
 //! Headers are edited in place, so repeated fields (`Set-Cookie`) survive.
 
@@ -262,21 +265,26 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::UPGRADE, protocol);
 }
 
+/// Whether `name` is `canonical` (lower case, with dashes) or its underscore
+/// spelling, which CGI-style frameworks merge with the dash form.
+fn spelled_as(name: &HeaderName, canonical: &str) -> bool {
+    // HeaderName is already lower case; compare with '_' read as '-'.
+    name.as_str().len() == canonical.len()
+        && name
+            .as_str()
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
 /// Whether `name` is, or would be merged by a backend into, an identity
 /// header: `X-User-Id`, `X-Role` or a configured claim header.
 fn is_identity_header(name: &HeaderName, claim_names: &[HeaderName]) -> bool {
-    // HeaderName is already lower case; compare with '_' read as '-'.
-    let spelled = |canonical: &str| {
-        name.as_str().len() == canonical.len()
-            && name
-                .as_str()
-                .bytes()
-                .zip(canonical.bytes())
-                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
-    };
-    spelled("x-user-id")
-        || spelled("x-role")
-        || claim_names.iter().any(|claim| spelled(claim.as_str()))
+    spelled_as(name, "x-user-id")
+        || spelled_as(name, "x-role")
+        || claim_names
+            .iter()
+            .any(|claim| spelled_as(name, claim.as_str()))
 }
 
 /// A header the upstream gets from a claim of the verified token.
@@ -284,6 +292,38 @@ fn is_identity_header(name: &HeaderName, claim_names: &[HeaderName]) -> bool {
 pub struct ClaimHeader {
     pub name: HeaderName,
     pub claim: ClaimPath,
+}
+
+/// Request fields that backends read in place of the request line:
+/// `X-Original-URL` and `X-Rewrite-URL` replace the path (IIS URL Rewrite,
+/// Symfony, Laminas), the other three the method (the "method override"
+/// of many web frameworks). A backend honouring them would serve `/admin`
+/// or `DELETE` to a request routed and authorised as `GET /public`.
+pub const OVERRIDE_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// Removes every field of [`OVERRIDE_HEADERS`], in any letter case and the
+/// underscore spelling, except the dash spelling of those in `kept` (an
+/// operator's choice, from `[server] forward_override_headers`).
+pub fn remove_override_headers(headers: &mut HeaderMap, kept: &[HeaderName]) {
+    let is_override = |name: &HeaderName| {
+        OVERRIDE_HEADERS
+            .iter()
+            .any(|o| spelled_as(name, o.as_str()) && !(name == o && kept.contains(o)))
+    };
+    // Only requests that carry one pay for the list.
+    if !headers.keys().any(is_override) {
+        return;
+    }
+    let found: Vec<HeaderName> = headers.keys().filter(|n| is_override(n)).cloned().collect();
+    for name in found {
+        headers.remove(name);
+    }
 }
 
 /// The identity forwarded for a request.
@@ -544,6 +584,30 @@ mod tests {
     }
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+    #[test]
+    fn override_headers_are_removed_in_every_spelling_unless_kept() {
+        let sent = [
+            ("X-Original-URL", "/admin"),
+            ("x_rewrite_url", "/admin"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X_HTTP_Method", "DELETE"),
+            ("x-method-override", "PUT"),
+            ("x-method-override", "PATCH"),
+            ("x_http_method_override", "DELETE"),
+            ("X-Original-URLs", "kept: another name"),
+        ];
+        let mut h = map(&sent);
+        remove_override_headers(&mut h, &[]);
+        let left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-original-urls"]);
+
+        let mut h = map(&sent);
+        remove_override_headers(&mut h, std::slice::from_ref(&OVERRIDE_HEADERS[2]));
+        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-http-method-override", "x-original-urls"]);
+    }
 
     #[test]
     fn client_identity_headers_are_removed_in_every_spelling() {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use support::{CONFIG, Protocol, TestGateway, Upstream, raw_tls_closed, statuses, token};
+use support::{
+    CONFIG, Protocol, TestGateway, Upstream, raw_tls_closed, statuses, tls_connect, token,
+};
 
 async fn setup() -> (Upstream, TestGateway) {
     let upstream = Upstream::start().await;
@@ -322,6 +324,66 @@ async fn identity_headers_are_stripped_for_every_method_route_and_spelling() {
                 }
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn url_and_method_override_headers_never_reach_the_upstream_unless_configured() {
+    let overrides = [
+        ("X-Original-URL", "/admin"),
+        ("x-rewrite-url", "/admin/users"),
+        ("X_Original_URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("X-Method-Override", "PUT"),
+        ("x_http_method_override", "DELETE"),
+    ];
+    let send = |gateway: &TestGateway, protocol, path: &str| {
+        let mut builder =
+            Request::get(path).header("authorization", format!("Bearer {}", token("user")));
+        for (name, value) in overrides {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::default()).unwrap();
+        let client = client(gateway, protocol);
+        async move { client.send(request).await }
+    };
+    let (upstream, gateway) = setup().await;
+    for protocol in BOTH {
+        for path in ["/public/x", "/maybe", "/orders"] {
+            let reply = send(&gateway, protocol, path).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path} {protocol:?}");
+            let seen = upstream.last();
+            assert_eq!((seen.method.as_str(), seen.target.as_str()), ("GET", path));
+            for (name, _) in seen.headers.iter() {
+                let n = name.as_str().replace('_', "-");
+                assert!(
+                    !(n.contains("original-url")
+                        || n.contains("rewrite-url")
+                        || n.contains("method")),
+                    "{path} {protocol:?}: {name} reached the upstream"
+                );
+            }
+        }
+    }
+
+    // An operator whose backend needs one lets just that one through.
+    let config = CONFIG.replace(
+        "[server]\n",
+        "[server]\nforward_override_headers = [\"X-HTTP-Method-Override\"]\n",
+    );
+    let gateway = TestGateway::start(&config, upstream.addr).await;
+    for protocol in BOTH {
+        send(&gateway, protocol, "/orders").await;
+        let seen = upstream.last();
+        let kept: Vec<_> = seen
+            .headers
+            .keys()
+            .filter(|n| n.as_str().contains("method") || n.as_str().contains("url"))
+            .map(|n| n.as_str())
+            .collect();
+        assert_eq!(kept, ["x-http-method-override"], "{protocol:?}");
+        assert_eq!(seen.header("x-http-method-override"), Some("DELETE"));
     }
 }
 
@@ -671,6 +733,119 @@ async fn over_limit_heads_get_431_or_414_on_http1_and_http2() {
     .await;
     assert_eq!(statuses(&reply), [431]);
     assert!(closed);
+}
+
+#[tokio::test]
+async fn heads_far_over_the_limit_are_answered_not_reset_while_the_client_still_sends() {
+    // The client sends its whole head before it reads, as curl does: the
+    // gateway refuses after reading a fraction of it, and must not close
+    // (which would reset the connection and lose the answer) before the
+    // client has sent the rest.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (upstream, gateway) = setup().await;
+    let fields: String = (0..5000).map(|i| format!("x-f{i}: v\r\n")).collect();
+    let cases = [
+        (
+            "64 KiB header",
+            format!(
+                "GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            [431, 431],
+        ),
+        (
+            "5000 fields",
+            format!("GET /public/x HTTP/1.1\r\nHost: x\r\n{fields}\r\n"),
+            [431, 431],
+        ),
+        // hyper's 414 is for targets it could buffer whole; one longer than
+        // the head limit is refused as a head too large.
+        (
+            "64 KiB target",
+            format!(
+                "GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(64 * 1024)
+            ),
+            [414, 431],
+        ),
+        (
+            "95 KB Authorization",
+            format!(
+                "GET /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+                "a".repeat(95_000)
+            ),
+            [431, 431],
+        ),
+    ];
+    for (name, raw, want) in &cases {
+        let mut tls = tls_connect(gateway.addr, &gateway.pki, b"http/1.1").await;
+        // In pieces, as over a real network: most of the head is still to
+        // come when the gateway has read enough to refuse it.
+        for piece in raw.as_bytes().chunks(8 * 1024) {
+            let sent = tls.write_all(piece).await;
+            assert!(sent.is_ok(), "{name}: sending failed: {sent:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        let got = statuses(&reply);
+        assert!(
+            got.len() == 1 && want.contains(&got[0]),
+            "{name}: {:?} {read:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "{name}: not closed cleanly: {read:?}"
+        );
+    }
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn heads_far_over_the_limit_are_answered_over_http2_not_sent_away() {
+    // h2 itself ends the whole connection (GOAWAY) for a header list over
+    // 4× the list size it advertises; every one of these gets a status.
+    let (upstream, gateway) = setup().await;
+    let base = "https://localhost";
+    let many = (0..5000).fold(Request::get(format!("{base}/public/x")), |r, i| {
+        r.header(format!("x-f{i}"), "v")
+    });
+    let cases = [
+        (
+            "64 KiB header",
+            Request::get(format!("{base}/public/x")).header("x-big", "a".repeat(64 * 1024)),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        (
+            "5000 fields",
+            many,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+        (
+            "60 KiB path",
+            Request::get(format!("{base}/public/{}", "a".repeat(60 * 1024))),
+            StatusCode::URI_TOO_LONG,
+        ),
+        (
+            "95 KB Authorization",
+            Request::get(format!("{base}/orders"))
+                .header("authorization", format!("Bearer {}", "a".repeat(95_000))),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ),
+    ];
+    for (name, request, want) in cases {
+        let tls = tls_connect(gateway.addr, &gateway.pki, b"h2").await;
+        let (send, connection) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(connection);
+        let mut send = send.ready().await.unwrap();
+        let (response, _) = send.send_request(request.body(()).unwrap(), true).unwrap();
+        match response.await {
+            Ok(response) => assert_eq!(response.status(), want, "{name}"),
+            Err(err) => panic!("{name}: no answer: {err:?}"),
+        }
+    }
+    assert_eq!(upstream.count(), 0);
 }
 
 #[tokio::test]

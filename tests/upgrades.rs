@@ -90,3 +90,30 @@ async fn an_upgrade_to_h2c_goes_on_as_a_plain_request() {
         assert_eq!(seen.header(hop), None, "{hop}");
     }
 }
+
+#[tokio::test]
+async fn an_open_websocket_counts_against_max_connections() {
+    let (upstream, _seen) = support::ws_upstream().await;
+    let config = CONFIG.replace("[server]\n", "[server]\nmax_connections = 1\n");
+    let gateway = TestGateway::start(&config, upstream).await;
+    let mut ws = connect(&gateway, Some(&token("user"))).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+    // The one connection is taken: another client waits in the backlog.
+    let client = gateway.client();
+    let waiting = tokio::spawn(async move { client.get("/public/x", None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "served while the WebSocket was open"
+    );
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    drop(ws);
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    // The upstream is a WebSocket server: any HTTP answer will do.
+    assert!(reply.status.as_u16() >= 200);
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::Uri;
 use toml::Spanned;
 
-use crate::headers::ClaimHeader;
+use crate::headers::{self, ClaimHeader};
 use crate::jwks::Source;
 use crate::jwt::Provider;
 use crate::keys::KeySet;
@@ -129,6 +129,9 @@ pub struct Server {
     /// Add `Server-Timing: jwt;dur=<ms>` to responses whose token was
     /// verified. Defaults to true.
     pub server_timing: bool,
+    /// Which of [`headers::OVERRIDE_HEADERS`] a client may send on to the
+    /// upstream. Defaults to none: all are removed.
+    pub forward_override_headers: Vec<http::HeaderName>,
 }
 
 /// `[admin]`: plaintext `/metrics`, `/healthz`, `/readyz`.
@@ -344,6 +347,29 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
     let max_body_bytes = raw
         .max_body_bytes
         .map_or(10 * 1024 * 1024, Spanned::into_inner);
+    let forward_override_headers = match raw.forward_override_headers {
+        None => Vec::new(),
+        Some(names) => names
+            .get_ref()
+            .iter()
+            .map(|name| {
+                headers::OVERRIDE_HEADERS
+                    .iter()
+                    .find(|o| o.as_str().eq_ignore_ascii_case(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        invalid(
+                            &names,
+                            "server.forward_override_headers",
+                            format!(
+                                "{name:?} is not one of X-Original-URL, X-Rewrite-URL, \
+                                 X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override"
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     Ok(Server {
         listen,
         tls_cert: raw.tls_cert,
@@ -366,6 +392,7 @@ fn validate_server(raw: RawServer) -> Result<Server, Invalid> {
         max_connections,
         shutdown_grace: duration_or(raw.shutdown_grace, "server.shutdown_grace", 30)?,
         server_timing: raw.server_timing.unwrap_or(true),
+        forward_override_headers,
         max_header_bytes,
         max_headers,
         max_uri_bytes,

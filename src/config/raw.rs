@@ -53,6 +53,7 @@ pub(super) struct RawServer {
     pub(super) max_uri_bytes: Option<Spanned<usize>>,
     pub(super) max_body_bytes: Option<Spanned<u64>>,
     pub(super) server_timing: Option<bool>,
+    pub(super) forward_override_headers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]

@@ -473,3 +473,30 @@ fn compound_durations_are_read_and_a_bad_one_names_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn override_headers_are_removed_unless_listed_and_unknown_names_are_refused() {
+    let text = format!("{BASE}{ROUTE}");
+    assert!(
+        parse(&text)
+            .unwrap()
+            .server
+            .forward_override_headers
+            .is_empty()
+    );
+    let listed = text.replace(
+        "tls_key = \"k.pem\"\n",
+        "tls_key = \"k.pem\"\nforward_override_headers = [\"X-HTTP-Method-Override\", \"x-original-url\"]\n",
+    );
+    let kept = parse(&listed).unwrap().server.forward_override_headers;
+    assert_eq!(kept, ["x-http-method-override", "x-original-url"]);
+    let unknown = text.replace(
+        "tls_key = \"k.pem\"\n",
+        "tls_key = \"k.pem\"\nforward_override_headers = [\"X-Forwarded-For\"]\n",
+    );
+    let err = error(&unknown);
+    assert!(
+        err.starts_with("test.toml:6: server.forward_override_headers: \"X-Forwarded-For\" is not one of X-Original-URL,"),
+        "{err}"
+    );
+}

@@ -1,38 +1,55 @@
-//! One structured access-log line per request.
+//! One structured access-log line per request, written when its response
+//! body ends or is abandoned: what was sent, not what was meant to be.
 
-use std::fmt;
+use std::error::Error;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use bytes::Buf;
 use http::header::HeaderValue;
+use http::{Method, StatusCode, Uri};
+use hyper::body::{Body, Frame, SizeHint};
 
 use super::{GatewayError, Trace};
 use crate::auth::AuthError;
 use crate::routes::RouteError;
 use crate::upstream::UpstreamError;
 
-/// One access-log line per request. The log gets everything the client is
-/// not told (the precise reason, the kid, timings); never the token or the
-/// query string, which may carry one.
-pub(super) struct AccessLine<'a> {
-    pub(super) request_id: &'a HeaderValue,
+/// One access-log line, waiting for its response body to end. The log gets
+/// everything the client is not told (the precise reason, the kid,
+/// timings); never the token or the query string, which may carry one.
+pub(super) struct AccessLine {
+    pub(super) request_id: HeaderValue,
     pub(super) client: SocketAddr,
-    pub(super) method: &'a http::Method,
-    pub(super) path: &'a str,
-    pub(super) route: Option<&'a str>,
+    pub(super) method: Method,
+    /// Only its path is logged.
+    pub(super) uri: Uri,
+    pub(super) route: Option<Arc<str>>,
+    /// The configured address of the upstream the request was sent to.
+    pub(super) upstream_addr: Option<Arc<str>>,
     pub(super) status: StatusCode,
-    pub(super) user: Option<&'a str>,
-    pub(super) trace: &'a Trace,
-    pub(super) failure: Option<&'a GatewayError>,
-    /// The response's Content-Length, when it has one (bodies stream).
-    pub(super) bytes: Option<&'a str>,
-    pub(super) elapsed: Duration,
+    pub(super) user: Option<String>,
+    pub(super) auth: &'static str,
+    pub(super) reason: &'static str,
+    /// The failure with its whole `source()` chain (the OS error of a
+    /// refused upstream connection is three levels down).
+    pub(super) error: Option<String>,
+    pub(super) jwt: Option<Duration>,
+    pub(super) upstream: Option<Duration>,
+    pub(super) started: Instant,
 }
 
-impl AccessLine<'_> {
-    pub(super) fn log(&self) {
-        let auth = match (self.trace.verification, self.failure) {
+impl AccessLine {
+    /// The verdict fields of a request's line: auth outcome, reason, error.
+    pub(super) fn verdict(
+        trace: &Trace,
+        failure: Option<&GatewayError>,
+    ) -> (&'static str, &'static str, Option<String>) {
+        let auth = match (trace.verification, failure) {
             (
                 _,
                 Some(GatewayError::Auth(AuthError::Forbidden { .. } | AuthError::ClaimRule { .. })),
@@ -41,7 +58,7 @@ impl AccessLine<'_> {
             (Some(v), _) if v.accepted => "verified",
             _ => "none",
         };
-        let reason = match self.failure {
+        let reason = match failure {
             Some(GatewayError::Auth(err)) => err.reason(),
             Some(GatewayError::Path(_)) => "bad_path",
             Some(GatewayError::Host(_)) => "bad_host",
@@ -55,24 +72,143 @@ impl AccessLine<'_> {
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",
         };
-        let error = self.failure.map(|e| e.to_string());
+        (auth, reason, failure.map(|e| with_sources(e)))
+    }
+
+    /// Writes the line: `bytes` of body were sent, and the body `completed`
+    /// or was cut short (`body_error`, when the upstream's body failed).
+    fn log(&self, bytes: u64, completed: bool, body_error: Option<String>) {
+        let error = self.error.as_deref().or(body_error.as_deref());
         tracing::info!(
             target: "access",
             request_id = self.request_id.to_str().unwrap_or("-"),
             client = %self.client.ip(),
             method = %self.method,
-            path = self.path,
-            route = self.route.unwrap_or("-"),
+            path = self.uri.path(),
+            route = self.route.as_deref().unwrap_or("-"),
             status = self.status.as_u16(),
-            user = self.user.unwrap_or("-"),
-            auth,
-            reason,
-            error = error.as_deref().unwrap_or(""),
-            jwt_us = %JwtMicros(self.trace.verification.map(|v| v.elapsed)),
-            upstream_ms = %Millis(self.trace.upstream),
-            bytes = self.bytes.unwrap_or("-"),
-            total_us = self.elapsed.as_micros() as u64,
+            user = self.user.as_deref().unwrap_or("-"),
+            auth = self.auth,
+            reason = self.reason,
+            error = error.unwrap_or(""),
+            upstream_addr = self.upstream_addr.as_deref(),
+            jwt_us = self.jwt.map(micros),
+            upstream_ms = self.upstream.map(millis),
+            bytes,
+            completed,
+            total_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         );
+    }
+}
+
+/// Microseconds with nanosecond digits. One division of the exact count, so
+/// the JSON number is the decimal (`14.743744`, not `14.743744000000001`).
+fn micros(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e3
+}
+
+/// Milliseconds with nanosecond digits, the same way.
+fn millis(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
+/// `err` and every `source()` below it, joined with ": ", each message
+/// written once (a wrapper whose text already quotes its source adds
+/// nothing).
+fn with_sources(err: &(dyn Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let message = err.to_string();
+        if !text.contains(&message) {
+            let _ = write!(text, ": {message}");
+        }
+        cause = err.source();
+    }
+    text
+}
+
+/// A response body that writes its request's access line when it ends,
+/// fails or is dropped unfinished (the client went away), with the bytes
+/// hyper took from it and whether that was all of it.
+pub struct Logged<B: Body> {
+    body: B,
+    line: Option<AccessLine>,
+    /// Data bytes hyper came back for more after (or ended the message on).
+    sent: u64,
+    /// The last data frame handed to hyper, not yet known to be taken.
+    held: u64,
+}
+
+impl<B: Body> Logged<B> {
+    pub(super) fn new(body: B, line: AccessLine) -> Logged<B> {
+        Logged {
+            body,
+            line: Some(line),
+            sent: 0,
+            held: 0,
+        }
+    }
+
+    fn finish(&mut self, completed: bool, body_error: Option<String>) {
+        if let Some(line) = self.line.take() {
+            line.log(self.sent, completed, body_error);
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Logged<B>
+where
+    B::Error: fmt::Display,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        // Asked again: the previous frame was taken.
+        this.sent += std::mem::take(&mut this.held);
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.held = data.remaining() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let error = format!("response body failed: {err}");
+                this.finish(false, Some(error));
+            }
+            Poll::Ready(None) => this.finish(true, None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B: Body> Drop for Logged<B> {
+    fn drop(&mut self) {
+        if self.line.is_none() {
+            return;
+        }
+        // hyper ends a message without polling again once the body says it
+        // is at its end; dropped before that, the client got less.
+        let completed = self.body.is_end_stream();
+        if completed {
+            self.sent += std::mem::take(&mut self.held);
+        }
+        self.finish(completed, None);
     }
 }
 
@@ -91,35 +227,7 @@ pub(super) fn log_unparsed(client: SocketAddr, status: StatusCode, error: &dyn f
         auth = "none",
         reason = if status == StatusCode::BAD_REQUEST { "unparsed" } else { "limit" },
         error = %error,
-        jwt_us = "-",
-        upstream_ms = "-",
-        bytes = "-",
     );
-}
-
-/// Milliseconds with microsecond precision, `-` when absent.
-pub(super) struct Millis(Option<Duration>);
-
-impl fmt::Display for Millis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{:.3}", d.as_secs_f64() * 1_000.0),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// Verification time in microseconds for the access log, `-` when no token
-/// was checked.
-struct JwtMicros(Option<Duration>);
-
-impl fmt::Display for JwtMicros {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(d) => write!(f, "{:.3}", d.as_nanos() as f64 / 1_000.0),
-            None => f.write_str("-"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -127,11 +235,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn verification_shows_in_microseconds() {
+    fn timings_are_written_as_their_decimals() {
+        assert_eq!(micros(Duration::from_nanos(431)), 0.431);
+        assert_eq!(micros(Duration::from_micros(1_500)), 1_500.0);
         assert_eq!(
-            JwtMicros(Some(Duration::from_nanos(431))).to_string(),
-            "0.431"
+            millis(Duration::from_nanos(14_743_744)).to_string(),
+            "14.743744"
         );
-        assert_eq!(JwtMicros(None).to_string(), "-");
+    }
+
+    #[test]
+    fn an_error_is_written_with_each_source_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp connect error")]
+        struct Connect(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect: {0}")]
+        struct Outer(#[source] Connect);
+        assert_eq!(
+            with_sources(&Outer(Connect(refused))),
+            "cannot connect: tcp connect error: refused"
+        );
     }
 }
