@@ -4,10 +4,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -16,7 +18,9 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config;
+use crate::gateway::Gateway;
 use crate::reload::Live;
+use crate::upstream::Body;
 
 mod idle;
 
@@ -61,6 +65,47 @@ const H2_MAX_LOCAL_RESETS: usize = 256;
 /// the configured limit but under this floor are refused by the gateway.
 const H1_MIN_BUF: usize = 8192;
 
+/// Facts about one client connection, fixed by its TLS handshake.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    pub client: SocketAddr,
+    pub tls_version: Option<rustls::ProtocolVersion>,
+    pub cipher_suite: Option<rustls::CipherSuite>,
+    pub key_exchange: Option<rustls::NamedGroup>,
+}
+
+/// What answers a connection's requests. [`serve`] uses [`GatewayOnly`];
+/// a type, not a setting, so nothing in a config can put anything else in
+/// front of the gateway (the demo's playground is the other implementor).
+pub trait Respond: Clone + Send + Sync + 'static {
+    /// Answers one request; `gateway` is the one in force when it arrived.
+    /// By value: the answer outlives the call (HTTP/2 spawns it).
+    fn respond(
+        self,
+        gateway: Arc<Gateway>,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static;
+}
+
+/// Every request goes to the gateway: what `jwtgate serve` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayOnly;
+
+impl Respond for GatewayOnly {
+    async fn respond(
+        self,
+        gateway: Arc<Gateway>,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Response<Body> {
+        match gateway.handle(request, connection.client).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `limits.shutdown_grace` for open connections to finish their requests.
 ///
@@ -72,6 +117,17 @@ pub async fn serve(
     live: Arc<Live>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, live, limits, shutdown, GatewayOnly).await
+}
+
+/// [`serve`], with `respond` answering each request.
+pub async fn serve_with<R: Respond>(
+    listener: TcpListener,
+    live: Arc<Live>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    respond: R,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Flipped once on shutdown; every connection then finishes its
@@ -122,6 +178,7 @@ pub async fn serve(
         let handshake_timeout = limits.handshake_timeout;
         let header_read_timeout = limits.header_read_timeout;
         let open = live.gateway().connection_opened();
+        let respond = respond.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -136,14 +193,23 @@ pub async fn serve(
                     return;
                 }
             };
+            let session = tls.get_ref().1;
+            let connection = Connection {
+                client,
+                tls_version: session.protocol_version(),
+                cipher_suite: session.negotiated_cipher_suite().map(|s| s.suite()),
+                key_exchange: session.negotiated_key_exchange_group().map(|g| g.name()),
+            };
             let serving = live.clone();
             let activity = Arc::new(Activity::default());
             let requests = activity.clone();
             let service = service_fn(move |request| {
-                let gateway = serving.gateway();
+                let answer = respond
+                    .clone()
+                    .respond(serving.gateway(), request, connection);
                 let in_flight = requests.begin();
                 async move {
-                    let response = gateway.handle(request, client).await?;
+                    let response = answer.await;
                     Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
                 }
             });
