@@ -3,29 +3,24 @@
 //! The page is served over the real gateway's own HTTPS on loopback, and
 //! every act on it sends real requests to that gateway. Its few helpers
 //! (`/playground/…`: mint with the demo key, revoke, describe this TLS
-//! connection, show a request's bytes on the wire) are answered by
+//! connection, show a request's bytes on the wire: `wire`) are answered by
 //! [`Front`], a layer in front of the gateway that only this module builds:
 //! `jwtgate serve` runs [`server::GatewayOnly`] and has no way to reach them.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -39,6 +34,8 @@ use crate::server::{self, Connection, Limits, Respond};
 use crate::tls;
 use crate::token;
 use crate::upstream::Body;
+
+mod wire;
 
 const INDEX: &str = include_str!("web/index.html");
 const SCRIPT: &str = include_str!("web/app.js");
@@ -511,127 +508,14 @@ impl State {
                 "token is at most 8192 visible ASCII characters",
             ));
         }
-        let mut plaintext = format!("GET {} HTTP/1.1\r\nHost: localhost\r\n", request.path);
-        if !request.token.is_empty() {
-            plaintext.push_str(&format!("Authorization: Bearer {}\r\n", request.token));
-        }
-        plaintext.push_str("Connection: close\r\n\r\n");
-
-        let wire = |e: std::io::Error| HelperError::Wire(e.to_string());
-        let tcp = TcpStream::connect(self.gateway).await.map_err(wire)?;
-        let name =
-            ServerName::try_from("localhost").map_err(|e| HelperError::Wire(e.to_string()))?;
-        let exchange = async {
-            let mut tls = self
-                .client_tls
-                .connect(name, Recorder::new(tcp))
-                .await
-                .map_err(wire)?;
-            tls.write_all(plaintext.as_bytes()).await.map_err(wire)?;
-            let mut answer = Vec::new();
-            (&mut tls)
-                .take(64 * 1024)
-                .read_to_end(&mut answer)
-                .await
-                .map_err(wire)?;
-            Ok::<_, HelperError>((tls.into_inner().0.sent, answer))
-        };
-        let (sent, answer) = tokio::time::timeout(Duration::from_secs(5), exchange)
-            .await
-            .map_err(|_| HelperError::Wire("no answer within 5 s".to_owned()))??;
-        let status = answer
-            .get(9..12)
-            .and_then(|code| std::str::from_utf8(code).ok())
-            .and_then(|code| code.parse::<u16>().ok());
-        let token = request.token.as_bytes();
-        let found_in =
-            |bytes: &[u8]| !token.is_empty() && memchr::memmem::find(bytes, token).is_some();
-        Ok(json!({
-            "plaintext": plaintext,
-            "token_in_plaintext": found_in(plaintext.as_bytes()),
-            "records": records(&sent),
-            "sent_bytes": sent.len(),
-            "token_in_records": found_in(&sent),
-            "status": status,
-        }))
-    }
-}
-
-/// The TLS records in `sent` (RFC 8446 §5.1): type, length, first bytes.
-fn records(sent: &[u8]) -> Vec<Value> {
-    let mut records = Vec::new();
-    let mut rest = sent;
-    while let [kind, major, minor, high, low, body @ ..] = rest {
-        let length = usize::from(*high) << 8 | usize::from(*low);
-        let (fragment, next) = body.split_at(length.min(body.len()));
-        let kind_name = match kind {
-            20 => "change_cipher_spec",
-            21 => "alert",
-            22 => "handshake",
-            23 => "application_data",
-            _ => "unknown",
-        };
-        let head: String = fragment
-            .iter()
-            .take(48)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        records.push(json!({
-            "type": kind_name,
-            "header": format!("{kind:02x} {major:02x}{minor:02x} {high:02x}{low:02x}"),
-            "length": length,
-            "head": head,
-        }));
-        rest = next;
-    }
-    records
-}
-
-/// A TCP stream that keeps a copy of every byte written to it.
-struct Recorder {
-    tcp: TcpStream,
-    sent: Vec<u8>,
-}
-
-impl Recorder {
-    fn new(tcp: TcpStream) -> Recorder {
-        Recorder {
-            tcp,
-            sent: Vec::new(),
-        }
-    }
-}
-
-impl AsyncRead for Recorder {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Recorder {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let written = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written {
-            this.sent.extend_from_slice(&buf[..n]);
-        }
-        written
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        wire::capture(
+            &self.client_tls,
+            self.gateway,
+            &request.path,
+            &request.token,
+        )
+        .await
+        .map_err(|e| HelperError::Wire(e.to_string()))
     }
 }
 
@@ -689,26 +573,6 @@ fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_are_split_by_their_length_fields() {
-        let sent = [22, 3, 1, 0, 2, 0xaa, 0xbb, 23, 3, 3, 0, 1, 0xcc];
-        let records = records(&sent);
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[0]["type"], "handshake");
-        assert_eq!(records[0]["length"], 2);
-        assert_eq!(records[0]["head"], "aabb");
-        assert_eq!(records[1]["type"], "application_data");
-        assert_eq!(records[1]["header"], "17 0303 0001");
-    }
-
-    #[test]
-    fn a_truncated_record_is_shown_as_far_as_it_goes() {
-        let records = records(&[23, 3, 3, 1, 0, 0xcc]);
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0]["length"], 256);
-        assert_eq!(records[0]["head"], "cc");
-    }
 
     #[test]
     fn only_root_and_the_playground_folder_are_the_pages() {
