@@ -1,7 +1,8 @@
 //! `jwtgate demo`: the product's story, run for real on loopback.
 //!
 //! An embedded echo upstream, the real gateway behind real TLS with a
-//! throwaway CA, and scripted requests whose outcomes are checked.
+//! throwaway CA, and scripted requests whose outcomes are checked. The same
+//! parts ([`Stack`]) serve the browser playground (`playground`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ use crate::server::{self, Limits};
 use crate::tls::{self, DevPki};
 use crate::token;
 
+mod playground;
+
+pub use playground::{CONTENT_SECURITY_POLICY, Playground};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("demo setup failed: {0}")]
@@ -40,23 +45,23 @@ pub enum DemoError {
     Key(#[from] crate::keys::KeyError),
 }
 
+/// The demo's gateway; the `@…@` slots are filled in by [`Stack::config`].
 const CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:0"
-tls_cert = "(in memory)"
-tls_key = "(in memory)"
+@TLS@
 
 [jwt]
-leeway = "30s"
+leeway = "@LEEWAY@"
 
 [[jwt.keys]]
 kid = "demo"
 alg = "HS256"
-secret_env = "DEMO_SECRET"
+@SECRET@
 
 [[upstream]]
 name = "echo"
-url = "http://UPSTREAM"
+url = "http://@UPSTREAM@"
 
 [[route]]
 path = "/public"
@@ -73,37 +78,92 @@ path = "/"
 upstream = "echo"
 "#;
 
+/// What the walkthrough and the playground both run on: a development
+/// PKI, a fresh demo secret, the echo upstream (already serving), and the
+/// gateway's listener, bound on loopback.
+struct Stack {
+    pki: DevPki,
+    secret: String,
+    upstream_addr: SocketAddr,
+    listener: TcpListener,
+    gateway_addr: SocketAddr,
+}
+
+impl Stack {
+    /// Binds the gateway's listener on 127.0.0.1:`port` (0: any free port).
+    async fn start(port: u16) -> Result<Stack, DemoError> {
+        let pki = DevPki::generate()?;
+        let secret = random_secret()?;
+        let upstream = TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_addr = upstream.local_addr()?;
+        tokio::spawn(echo_upstream(upstream));
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        let gateway_addr = listener.local_addr()?;
+        Ok(Stack {
+            pki,
+            secret,
+            upstream_addr,
+            listener,
+            gateway_addr,
+        })
+    }
+
+    /// The demo config: `tls` and `secret` are TOML lines naming where the
+    /// certificate and the secret come from.
+    fn config(&self, tls: &str, secret: &str, leeway: &str) -> String {
+        CONFIG
+            .replace("@TLS@", tls)
+            .replace("@LEEWAY@", leeway)
+            .replace("@SECRET@", secret)
+            .replace("@UPSTREAM@", &self.upstream_addr.to_string())
+    }
+
+    /// The demo key: HS256 under kid `demo`.
+    fn key(&self) -> Result<Key, DemoError> {
+        Ok(Key::hmac(
+            Some("demo".to_owned()),
+            Alg::HS256,
+            self.secret.as_bytes(),
+        )?)
+    }
+
+    /// A TLS client trusting only the demo CA.
+    fn client_tls(&self) -> Result<Arc<rustls::ClientConfig>, DemoError> {
+        Ok(tls::client_config(
+            std::slice::from_ref(&self.pki.ca_cert),
+            &[b"http/1.1"],
+        )?)
+    }
+}
+
 /// Runs the walkthrough; `Ok(false)` if any step's outcome was wrong.
 pub async fn run() -> Result<bool, DemoError> {
-    let pki = DevPki::generate()?;
-    let secret = random_secret()?;
-
-    let upstream = TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_addr = upstream.local_addr()?;
-    tokio::spawn(echo_upstream(upstream));
-
-    let text = CONFIG.replace("UPSTREAM", &upstream_addr.to_string());
+    let stack = Stack::start(0).await?;
+    let text = stack.config(
+        "tls_cert = \"(in memory)\"\ntls_key = \"(in memory)\"",
+        "secret_env = \"DEMO_SECRET\"",
+        "30s",
+    );
     let config = Config::from_toml_str(&text, "(demo config)", &|name| {
-        (name == "DEMO_SECRET").then(|| secret.clone())
+        (name == "DEMO_SECRET").then(|| stack.secret.clone())
     })?;
     let limits = Limits::from(&config.server);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let gateway_addr = listener.local_addr()?;
-    let tls_config = tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key())?;
+    let tls_config = tls::server_config(
+        stack.pki.server_chain.clone(),
+        stack.pki.server_key.clone_key(),
+    )?;
+    let key = stack.key()?;
+    let client = Client {
+        addr: stack.gateway_addr,
+        tls: TlsConnector::from(stack.client_tls()?),
+    };
+    let (gateway_addr, upstream_addr) = (stack.gateway_addr, stack.upstream_addr);
     let live = Arc::new(Live::new(Gateway::new(config), tls_config));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, live, limits, async {
+    let server = tokio::spawn(server::serve(stack.listener, live, limits, async {
         let _ = stopped.await;
     }));
 
-    let client = Client {
-        addr: gateway_addr,
-        tls: TlsConnector::from(tls::client_config(
-            std::slice::from_ref(&pki.ca_cert),
-            &[b"http/1.1"],
-        )?),
-    };
-    let key = Key::hmac(Some("demo".to_owned()), Alg::HS256, secret.as_bytes())?;
     let mut demo = Demo {
         passed: 0,
         failed: 0,

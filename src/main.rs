@@ -41,7 +41,15 @@ enum Command {
     },
     /// Walk through the product on an embedded upstream: real TLS, real tokens,
     /// every outcome checked. Needs no files, secrets or backend.
-    Demo,
+    Demo {
+        /// Serve the walkthrough as a page instead (on loopback, until
+        /// Ctrl-C): each act sends real requests to the real gateway.
+        #[arg(long)]
+        web: bool,
+        /// Port for --web on 127.0.0.1 (default: any free port).
+        #[arg(long, requires = "web")]
+        port: Option<u16>,
+    },
     /// Validate a config file and print the route table.
     Check {
         #[arg(long, short, default_value = "config/jwtgate.toml")]
@@ -180,7 +188,27 @@ fn run(command: Command, early_hangup: Option<EarlyHangup>) -> Result<ExitCode, 
         Command::Serve { config, dev_cert } => {
             serve(&config, dev_cert, early_hangup).map(|()| ExitCode::SUCCESS)
         }
-        Command::Demo => {
+        Command::Demo { web: true, port } => {
+            init_logging(&config::Log {
+                level: "warn".to_owned(),
+                format: config::LogFormat::Text,
+            });
+            runtime(None)?.block_on(async {
+                let playground = demo::Playground::start(port.unwrap_or(0))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("jwtgate playground: {}", playground.url());
+                println!(
+                    "the certificate is signed by a CA made for this run (your browser will warn; \
+                     for curl: --cacert {}); Ctrl-C stops it",
+                    playground.ca_file().display()
+                );
+                shutdown_signal().await;
+                playground.stop().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo { web: false, .. } => {
             init_logging(&config::Log {
                 level: "warn".to_owned(),
                 format: config::LogFormat::Text,

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
+use crate::gateway::{Gateway, ResponseBody};
 use crate::metrics::Gauge;
 use crate::reload::Live;
 
@@ -72,6 +74,47 @@ const H2_HEADER_LIST_FACTOR: usize = 4;
 /// the configured limit but under this floor are refused by the gateway.
 const H1_MIN_BUF: usize = 8192;
 
+/// Facts about one client connection, fixed by its TLS handshake.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    pub client: SocketAddr,
+    pub tls_version: Option<rustls::ProtocolVersion>,
+    pub cipher_suite: Option<rustls::CipherSuite>,
+    pub key_exchange: Option<rustls::NamedGroup>,
+}
+
+/// What answers a connection's requests. [`serve`] uses [`GatewayOnly`];
+/// a type, not a setting, so nothing in a config can put anything else in
+/// front of the gateway (the demo's playground is the other implementor).
+pub trait Respond: Clone + Send + Sync + 'static {
+    /// Answers one request; `gateway` is the one in force when it arrived.
+    /// By value: the answer outlives the call (HTTP/2 spawns it).
+    fn respond(
+        self,
+        gateway: Arc<Gateway>,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static;
+}
+
+/// Every request goes to the gateway: what `jwtgate serve` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayOnly;
+
+impl Respond for GatewayOnly {
+    async fn respond(
+        self,
+        gateway: Arc<Gateway>,
+        request: Request<Incoming>,
+        connection: Connection,
+    ) -> Response<ResponseBody> {
+        match gateway.handle(request, connection.client).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and waits up to
 /// `limits.shutdown_grace` for open connections to finish their requests,
 /// upgraded tunnels included; then cuts those still open.
@@ -84,6 +127,17 @@ pub async fn serve(
     live: Arc<Live>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, live, limits, shutdown, GatewayOnly).await
+}
+
+/// [`serve`], with `respond` answering each request.
+pub async fn serve_with<R: Respond>(
+    listener: TcpListener,
+    live: Arc<Live>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    respond: R,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Flipped once on shutdown; every connection then finishes its
@@ -119,15 +173,16 @@ pub async fn serve(
             _permit: permit,
             _open: live.gateway().connection_opened(),
         });
-        let connection = Connection {
+        let accepted = Accepted {
             client,
             live: live.clone(),
             limits: limits.clone(),
             drain: drain.clone(),
             cut: cut.clone(),
             slot,
+            respond: respond.clone(),
         };
-        tokio::spawn(connection.run(stream));
+        tokio::spawn(accepted.run(stream));
     }
 
     // Draining: tell load balancers to stop sending before connections close.
@@ -209,16 +264,17 @@ fn protocols(limits: &Limits, streams: Streams) -> auto::Builder<Streams> {
 }
 
 /// An accepted client connection and what its task needs.
-struct Connection {
+struct Accepted<R> {
     client: SocketAddr,
     live: Arc<Live>,
     limits: Limits,
     drain: tokio::sync::watch::Receiver<bool>,
     cut: CancellationToken,
     slot: Arc<Slot>,
+    respond: R,
 }
 
-impl Connection {
+impl<R: Respond> Accepted<R> {
     /// TLS handshake, HTTP until the connection ends (or is upgraded and
     /// the tunnel ends), then a lingering close.
     async fn run(self, stream: TcpStream) {
@@ -237,8 +293,15 @@ impl Connection {
                 return;
             }
         };
+        let session = tls.get_ref().1;
+        let connection = Connection {
+            client,
+            tls_version: session.protocol_version(),
+            cipher_suite: session.negotiated_cipher_suite().map(|s| s.suite()),
+            key_exchange: session.negotiated_key_exchange_group().map(|g| g.name()),
+        };
         let (socket, returned) = Socket::new(tls, self.cut.clone());
-        self.serve_http(socket).await;
+        self.serve_http(socket, connection).await;
         // hyper has let go of the socket, unless a tunnel took it over:
         // the connection stays open (and counted) until that ends.
         let stream = tokio::select! {
@@ -256,16 +319,17 @@ impl Connection {
     /// Serves requests until the connection ends, is drained, or sits
     /// unused for `header_read_timeout`; the hyper connection (and with it
     /// the socket, unless upgraded) is dropped on return.
-    async fn serve_http(&self, socket: Socket) {
+    async fn serve_http(&self, socket: Socket, connection: Connection) {
         let client = self.client;
         let serving = self.live.clone();
         let activity = Arc::new(Activity::default());
         let requests = activity.clone();
+        let respond = self.respond.clone();
         let service = service_fn(move |request| {
-            let gateway = serving.gateway();
+            let answer = (respond.clone()).respond(serving.gateway(), request, connection);
             let in_flight = requests.begin();
             async move {
-                let response = gateway.handle(request, client).await?;
+                let response = answer.await;
                 Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
             }
         });

@@ -169,6 +169,12 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// The development CA's common name.
+pub const DEV_CA_NAME: &str = "jwtgate development CA";
+/// The development server certificate's common name and the names it is for.
+pub const DEV_SERVER_NAME: &str = "jwtgate development server";
+pub const DEV_SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
 /// A throwaway CA and a server certificate it signed for `localhost` and
 /// `127.0.0.1`. The CA's key is dropped: it can sign nothing else.
 pub struct DevPki {
@@ -187,17 +193,16 @@ impl DevPki {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "jwtgate development CA");
+            .push(DnType::CommonName, DEV_CA_NAME);
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate()?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let mut params = CertificateParams::new(DEV_SERVER_NAMES.map(str::to_owned).to_vec())?;
         params
             .distinguished_name
-            .push(DnType::CommonName, "jwtgate development server");
+            .push(DnType::CommonName, DEV_SERVER_NAME);
         let server = params.signed_by(&server_key, &issuer)?;
 
         let key_der = PrivateKeyDer::Pkcs8(server_key.serialize_der().into());

@@ -272,6 +272,73 @@ fn demo_walks_through_every_step_and_exits_zero() {
     assert!(text.contains("`jwtgate serve --dev-cert`"), "{text}");
 }
 
+#[tokio::test]
+async fn demo_web_prints_one_url_serves_the_page_and_stops_on_sigint() {
+    use std::io::BufRead;
+    /// Killed on drop, so a failing test leaves no playground behind.
+    struct Running(Option<std::process::Child>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let mut running = Running(Some(
+        Command::new(BIN)
+            .args(["demo", "--web"])
+            .env_remove("JWTGATE_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let stdout = running.0.as_mut().unwrap().stdout.take().unwrap();
+    let (url, ca) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let url = lines.next().unwrap().unwrap();
+        let note = lines.next().unwrap().unwrap();
+        let ca = note.split("--cacert ").nth(1).unwrap().split(')').next();
+        (url, PathBuf::from(ca.unwrap()))
+    })
+    .await
+    .unwrap();
+    let port: u16 = url
+        .strip_prefix("jwtgate playground: https://localhost:")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{url}"))
+        .parse()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca_cert = CertificateDer::from_pem_file(&ca).unwrap();
+    let client = support::Client::with_roots(addr, vec![ca_cert], Protocol::Http1);
+    let page = client.get("/", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.body).contains("jwtgate playground"));
+    assert_eq!(
+        client.get("/orders", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let child = running.0.take().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // The run's certificate, key, secret and revocation list are gone.
+    assert!(!ca.parent().unwrap().exists());
+
+    let port_alone = jwtgate(&["demo", "--port", "8443"], &scratch("demo-port"));
+    assert_eq!(port_alone.status.code(), Some(2), "--port needs --web");
+}
+
 #[test]
 fn check_prints_the_route_table_longest_prefix_first() {
     let dir = scratch("check");

@@ -150,6 +150,17 @@ impl<B: Body> Logged<B> {
         }
     }
 
+    /// A body with no access line: for answers that are not the gateway's
+    /// (the demo playground's own pages).
+    pub fn unlogged(body: B) -> Logged<B> {
+        Logged {
+            body,
+            line: None,
+            sent: 0,
+            held: 0,
+        }
+    }
+
     fn finish(&mut self, completed: bool, body_error: Option<String>) {
         if let Some(line) = self.line.take() {
             line.log(self.sent, completed, body_error);
