@@ -514,7 +514,7 @@ fn verify_for(
             segment: Segment::Payload,
             reason: "not UTF-8".to_owned(),
         })?;
-    let claims = parse_claims(payload.as_bytes(), validation)?;
+    let claims = parse_claims(&payload, validation)?;
     check_claims(&claims, validation, now)?;
     // A key bound to an issuer vouches only for that issuer's tokens: a
     // token signed by IdP B must not claim to come from IdP A. Where

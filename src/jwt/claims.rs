@@ -37,10 +37,10 @@ const MAX_CLAIMS: usize = 4096;
 /// the first bad claim in the order `exp`, `nbf`, `iat`, `iss`, `aud`, the
 /// user claim, the role claim, `jti`.
 pub(super) fn parse_claims<'a>(
-    json: &'a [u8],
+    json: &'a str,
     validation: &Validation,
 ) -> Result<Claims<'a>, JwtError> {
-    let members = Object::parse(json, MAX_CLAIMS).map_err(|reason| JwtError::Json {
+    let members = Object::parse_str(json, MAX_CLAIMS).map_err(|reason| JwtError::Json {
         segment: Segment::Payload,
         reason,
     })?;
@@ -280,6 +280,12 @@ fn numeric_date(raw: &RawValue, rounding: Rounding) -> Result<i64, &'static str>
 }
 
 fn exact_seconds(number: &str, rounding: Rounding) -> Option<i64> {
+    // Nearly every token: a plain integer, whose reading is exact as is.
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    if digits.len() <= 16 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds = number.parse::<i64>().ok()?;
+        return (seconds.abs() <= MAX_NUMERIC_DATE).then_some(seconds);
+    }
     let (negative, unsigned) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, number),
@@ -329,7 +335,15 @@ fn exact_seconds(number: &str, rounding: Rounding) -> Option<i64> {
 }
 
 fn string(raw: &RawValue) -> Result<Cow<'_, str>, &'static str> {
-    match serde_json::from_str::<Text<'_>>(raw.get()) {
+    // A string without escapes is its text between the quotes: serde_json
+    // has checked it holds no control character.
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains(['\\', '"'])
+    {
+        return Ok(Cow::Borrowed(inner));
+    }
+    match serde_json::from_str::<Text<'_>>(text) {
         Ok(text) => Ok(text.0),
         Err(_) => Err(NOT_A_STRING),
     }

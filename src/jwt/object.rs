@@ -39,6 +39,11 @@ impl<'a> Object<'a> {
     /// no more than reading `max_members` members.
     pub fn parse(json: &'a [u8], max_members: usize) -> Result<Object<'a>, String> {
         let text = std::str::from_utf8(json).map_err(|_| "not UTF-8".to_owned())?;
+        Object::parse_str(text, max_members)
+    }
+
+    /// [`Object::parse`] of text already known to be UTF-8.
+    pub fn parse_str(text: &'a str, max_members: usize) -> Result<Object<'a>, String> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut members = deserializer
             .deserialize_map(Members { max_members })
