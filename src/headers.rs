@@ -291,7 +291,17 @@ fn is_identity_header(name: &HeaderName, claim_names: &[HeaderName]) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimHeader {
     pub name: HeaderName,
-    pub claim: ClaimPath,
+    pub carries: Carries,
+}
+
+/// What a claim header carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carries {
+    /// One claim's value, encoded by [`encode_value`].
+    Claim(ClaimPath),
+    /// The whole verified claim set, base64url-encoded (unpadded), as
+    /// Envoy's `forward_payload_header` sends it.
+    Payload,
 }
 
 /// Request fields that backends read in place of the request line:
@@ -447,7 +457,14 @@ pub fn prepare_request(
             headers.insert(X_ROLE, roles);
         }
         for claim_header in identity.claim_headers.iter().flat_map(|list| list.iter()) {
-            let value = (identity.claims.get(&claim_header.claim.0)).and_then(claim_header_value);
+            let value = match &claim_header.carries {
+                Carries::Claim(claim) => identity.claims.get(&claim.0).and_then(claim_header_value),
+                Carries::Payload => {
+                    use base64::Engine;
+                    let payload = identity.claims.text();
+                    encoded(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))
+                }
+            };
             match value {
                 Some(value) => headers.insert(claim_header.name.clone(), value),
                 None => headers.remove(&claim_header.name),
@@ -956,7 +973,10 @@ mod tests {
         );
         let header = |name: &str, claim: &[&str]| ClaimHeader {
             name: HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            claim: ClaimPath(claim.iter().map(|s| (*s).to_owned()).collect()),
+            carries: match claim {
+                [] => Carries::Payload,
+                _ => Carries::Claim(ClaimPath(claim.iter().map(|s| (*s).to_owned()).collect())),
+            },
         };
         let provider = [
             header("x-email", &["email"]),
@@ -969,6 +989,7 @@ mod tests {
             header("x-email", &["n"]),
             header("x-nul", &["nul"]),
             header("x-absent", &["nope"]),
+            header("x-payload", &[]),
         ];
         let names: Vec<HeaderName> = provider
             .iter()
@@ -1003,6 +1024,12 @@ mod tests {
         assert_eq!(h.get("x-n").unwrap(), "42");
         assert_eq!(h.get("x-obj").unwrap(), r#"{"a":[1,2]}"#);
         assert!(h.get("x-nul").is_none() && h.get("x-absent").is_none());
+        let payload = h.get("x-payload").unwrap().as_bytes();
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        assert_eq!(decoded, claims.text().as_bytes());
 
         // Without a token (a public route) the client's copies still go.
         let mut h = map(&[("x-email", "spoof"), ("x-ns", "spoof"), ("x-other", "kept")]);

@@ -28,6 +28,7 @@ issuers = ["https://kc.test/realms/acme"]
 role_claim = ["realm_access", "roles"]
 user_claim = "preferred_username"
 headers = { X-Email = "email", X-Groups = "groups" }
+payload_header = "X-Jwt-Payload"
 [[provider.keys]]
 alg = "HS256"
 secret_env = "SECRET"
@@ -157,6 +158,9 @@ async fn each_provider_s_token_is_verified_and_mapped_its_own_way() {
     assert_eq!(seen.header("x-email"), Some("alice@example.com"));
     assert_eq!(seen.header("x-groups"), Some("CN=Admins%2COU=Groups,ops"));
     assert_eq!(seen.header("x-tenant-id"), None);
+    let payload = B64.decode(seen.header("x-jwt-payload").unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(payload["preferred_username"], "alice");
 
     let reply = gateway
         .client()
@@ -302,7 +306,8 @@ async fn client_copies_of_claim_headers_never_reach_the_upstream() {
                     .header("x-tenant-id", "spoofed")
                     .header("X_Tenant_Id", "spoofed")
                     .header("x-repository", "spoofed")
-                    .header("x-email", "spoofed");
+                    .header("x-email", "spoofed")
+                    .header("x-jwt-payload", "spoofed");
                 if let Some(token) = token {
                     request = request.header("authorization", format!("Bearer {token}"));
                 }
@@ -312,6 +317,8 @@ async fn client_copies_of_claim_headers_never_reach_the_upstream() {
                 assert_eq!(seen.header("x-tenant-id"), None, "{method} {path}");
                 assert_eq!(seen.header("x_tenant_id"), None, "{method} {path}");
                 assert_eq!(seen.header("x-repository"), None, "{method} {path}");
+                let spoofed = seen.header("x-jwt-payload") == Some("spoofed");
+                assert!(!spoofed, "{method} {path}");
                 let email = token.map(|_| "alice@example.com");
                 assert_eq!(seen.header("x-email"), email, "{method} {path}");
             }

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::duration::{MILLISECOND, SECOND, duration_at_least, duration_or};
 use super::error::{Invalid, invalid};
 use super::raw::{RawClaimPath, RawJwks, RawJwt, RawProvider};
-use crate::headers::ClaimHeader;
+use crate::headers::{Carries, ClaimHeader};
 use crate::jwks::{self, Location, Source};
 use crate::jwt::{Alg, ClaimPath, Provider, Validation};
 use crate::keys::{Key, KeyError, SecretEncoding};
@@ -113,8 +113,9 @@ pub(super) fn validate_providers(
             Some(max) => max.into_inner(),
             None => 16 * 1024,
         };
-        all.headers
-            .push(claim_headers(raw.headers, &at("headers"))?);
+        let mut headers = claim_headers(raw.headers, &at("headers"))?;
+        headers.extend(payload_header(raw.payload_header, &at("payload_header"))?);
+        all.headers.push(headers);
         all.providers.push(Provider {
             name: raw.name.into_inner(),
             validation,
@@ -194,38 +195,54 @@ pub(super) fn claim_headers(
             key: format!("{key}.{name}"),
             message,
         };
-        let parsed = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| fail(format!("{name:?} is not a header name")))?;
-        let reserved = [
-            "x-user-id",
-            "x-role",
-            "x-request-id",
-            "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "host",
-            "authorization",
-            "forwarded",
-            "connection",
-            "cookie",
-            "content-length",
-            "transfer-encoding",
-            "te",
-            "upgrade",
-        ];
-        if reserved.contains(&parsed.as_str()) {
-            return Err(fail(format!(
-                "{name:?} is set or checked by the gateway itself"
-            )));
-        }
+        let parsed = header_name(&name).map_err(fail)?;
         let claim = claim_path(claim)
             .ok_or_else(|| fail("a claim path needs at least one non-empty name".to_owned()))?;
         headers.push(ClaimHeader {
             name: parsed,
-            claim,
+            carries: Carries::Claim(claim),
         });
     }
     Ok(headers)
+}
+
+/// A claim header's name: valid, and never one the gateway sets or reads itself.
+fn header_name(name: &str) -> Result<http::HeaderName, String> {
+    let parsed = http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a header name"))?;
+    let reserved = [
+        "x-user-id",
+        "x-role",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "host",
+        "authorization",
+        "forwarded",
+        "connection",
+        "cookie",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+    ];
+    match reserved.contains(&parsed.as_str()) {
+        true => Err(format!("{name:?} is set or checked by the gateway itself")),
+        false => Ok(parsed),
+    }
+}
+
+/// `payload_header = "X-Jwt-Payload"`: the whole verified claim set in one header.
+fn payload_header(raw: Option<Spanned<String>>, key: &str) -> Result<Option<ClaimHeader>, Invalid> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let name = header_name(raw.get_ref()).map_err(|message| invalid(&raw, key, message))?;
+    Ok(Some(ClaimHeader {
+        name,
+        carries: Carries::Payload,
+    }))
 }
 
 /// A claim path from the file: a name, or a non-empty path of names.

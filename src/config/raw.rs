@@ -114,6 +114,7 @@ pub(super) struct RawProvider {
     pub(super) role_claim: Option<Spanned<RawClaimPath>>,
     pub(super) max_token_bytes: Option<Spanned<usize>>,
     pub(super) headers: Option<Spanned<std::collections::BTreeMap<String, RawClaimPath>>>,
+    pub(super) payload_header: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) keys: Vec<Spanned<RawKey>>,
     #[serde(default)]

@@ -228,6 +228,11 @@ impl ClaimSet {
         }
     }
 
+    /// The whole claim set as the token carried it (decoded from base64url).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The raw JSON text of the top-level claim `name`.
     pub fn top(&self, name: &str) -> Option<&str> {
         let at = match self.sorted {
