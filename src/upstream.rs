@@ -2,6 +2,7 @@
 //! a pooled HTTP/1.1 keep-alive client of its own.
 
 mod endpoint;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -24,6 +25,14 @@ pub type Body = Either<Incoming, Full<Bytes>>;
 pub enum UpstreamError {
     #[error("cannot connect to upstream {upstream}: {source}")]
     Connect {
+        upstream: String,
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The TLS handshake with the upstream failed: its certificate is not
+    /// trusted, expired or not valid for the name, or it refused ours.
+    /// Never retried in plain text.
+    #[error("TLS to upstream {upstream} failed: {}", Causes(source))]
+    Tls {
         upstream: String,
         source: hyper_util::client::legacy::Error,
     },
@@ -82,7 +91,11 @@ const POOL_KEY: Authority = Authority::from_static("u");
 
 impl Upstream {
     pub fn new(config: &config::Upstream) -> Upstream {
-        let endpoint = Endpoint::new(config.url.clone(), config.connect_timeout);
+        let endpoint = Endpoint::new(
+            config.url.clone(),
+            config.connect_timeout,
+            config.tls.as_ref(),
+        );
         // Validated at load: an http URL with an authority.
         let host = config
             .url
@@ -188,6 +201,10 @@ impl Upstream {
                 upstream: self.name.clone(),
                 after: self.timeout,
             }),
+            Ok(Err(source)) if caused_by_tls(&source) => Err(UpstreamError::Tls {
+                upstream: self.name.clone(),
+                source,
+            }),
             Ok(Err(source)) if source.is_connect() => Err(UpstreamError::Connect {
                 upstream: self.name.clone(),
                 source,
@@ -224,6 +241,43 @@ fn closed_before_answering(err: &hyper_util::client::legacy::Error) -> bool {
     while let Some(err) = cause {
         if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
             return hyper.is_incomplete_message() || hyper.is_canceled();
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// An error and its causes, `: `-separated: hyper-util's client error says
+/// only "client error (Connect)"; the reason is in its sources.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// Whether TLS failed: the handshake, or with TLS 1.3 an alert after it
+/// (an upstream refusing our client certificate says so only once the
+/// client has finished its side and sent the request).
+fn caused_by_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(tls::ConnectError::Tls(_)) = err.downcast_ref() {
+            return true;
+        }
+        // An I/O error's `source` skips the error it wraps.
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if err.is::<rustls::Error>() || inner.is_some_and(|e| e.is::<rustls::Error>()) {
+            return true;
         }
         cause = err.source();
     }

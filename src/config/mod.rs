@@ -23,6 +23,7 @@ use crate::jwt::Provider;
 use crate::keys::KeySet;
 use crate::revocation::Revocations;
 use crate::routes::{AuthMode, RouteTable};
+use crate::upstream::tls::UpstreamTls;
 
 pub use duration::parse_duration;
 pub(crate) use error::parse_toml;
@@ -143,12 +144,16 @@ pub struct Admin {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
-    /// `http://host:port`, with an optional path prefix prepended to every request.
+    /// `http://host:port` or `https://host:port`, with an optional path
+    /// prefix prepended to every request.
     pub url: Uri,
     /// Time allowed for the response headers. Defaults to 30 s.
     pub timeout: Duration,
-    /// Time allowed to connect. Defaults to 5 s.
+    /// Time allowed to connect (the TLS handshake included). Defaults to 5 s.
     pub connect_timeout: Duration,
+    /// For an https URL: how its connections are made (`ca_file`,
+    /// `tls_server_name`, `client_cert`/`client_key`). `None` for http.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Config {
@@ -305,6 +310,14 @@ fn watched_files(raw: &RawConfig, revocation: Option<&Path>) -> Vec<PathBuf> {
     for source in raw.jwt.jwks.iter().chain(provider_jwks) {
         let source = source.get_ref();
         let paths = [&source.file, &source.ca_file];
+        files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
+    }
+    for upstream in &raw.upstream {
+        let paths = [
+            &upstream.ca_file,
+            &upstream.client_cert,
+            &upstream.client_key,
+        ];
         files.extend(paths.into_iter().flatten().map(|p| p.get_ref().clone()));
     }
     files.extend(revocation.map(Path::to_path_buf));

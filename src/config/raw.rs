@@ -167,6 +167,10 @@ pub(super) struct RawUpstream {
     pub(super) url: Spanned<String>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
+    pub(super) tls_server_name: Option<Spanned<String>>,
+    pub(super) client_cert: Option<Spanned<PathBuf>>,
+    pub(super) client_key: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]

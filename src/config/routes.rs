@@ -1,6 +1,10 @@
 //! `[[upstream]]` and `[[route]]`.
 
+use std::path::PathBuf;
+
 use http::{Method, Uri};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use toml::Spanned;
 
 use super::Upstream;
@@ -11,6 +15,7 @@ use super::raw::{RawClaimRule, RawRoute, RawUpstream};
 use crate::jwt::Provider;
 use crate::routes::{AuthMode, Route, RouteTable};
 use crate::rules::{Check, ClaimRule};
+use crate::upstream::tls::{self, UpstreamTls};
 
 pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>, Invalid> {
     let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
@@ -30,11 +35,11 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
                 format!("{:?} is not a URL: {err}", up.url.get_ref()),
             )
         })?;
-        if url.scheme_str() != Some("http") || url.authority().is_none() {
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.authority().is_none() {
             return Err(invalid(
                 &up.url,
                 at("url"),
-                "must be http://host:port[/prefix] (TLS to upstreams is not supported yet)",
+                "must be http://host:port[/prefix] or https://host:port[/prefix]",
             ));
         }
         if url.query().is_some() {
@@ -47,9 +52,11 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
                 "must not carry credentials (user:password@)",
             ));
         }
+        let tls = validate_tls(&up, &url, &at)?;
         upstreams.push(Upstream {
             name: up.name.into_inner(),
             url,
+            tls,
             timeout: duration_at_least(up.timeout, &at("timeout"), 30, 10 * MILLISECOND)?,
             connect_timeout: duration_at_least(
                 up.connect_timeout,
@@ -60,6 +67,100 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
         });
     }
     Ok(upstreams)
+}
+
+/// The TLS settings of an https upstream; refuses them on an http one.
+fn validate_tls(
+    up: &RawUpstream,
+    url: &Uri,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<UpstreamTls>, Invalid> {
+    if url.scheme_str() != Some("https") {
+        let keys = [
+            ("ca_file", up.ca_file.as_ref().map(Spanned::span)),
+            ("client_cert", up.client_cert.as_ref().map(Spanned::span)),
+            ("client_key", up.client_key.as_ref().map(Spanned::span)),
+            (
+                "tls_server_name",
+                up.tls_server_name.as_ref().map(Spanned::span),
+            ),
+        ];
+        if let Some((key, span)) = keys.into_iter().find_map(|(k, s)| s.map(|s| (k, s))) {
+            return Err(Invalid {
+                span: Some(span),
+                key: at(key),
+                message: "applies only to an https url".to_owned(),
+            });
+        }
+        return Ok(None);
+    }
+    let certs = |path: &Spanned<PathBuf>, key: &str| {
+        let certs = CertificateDer::pem_file_iter(path.get_ref())
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|err| {
+                invalid(
+                    path,
+                    at(key),
+                    format!("cannot read {}: {err}", path.get_ref().display()),
+                )
+            })?;
+        if certs.is_empty() {
+            return Err(invalid(path, at(key), "holds no certificate"));
+        }
+        Ok(certs)
+    };
+    let roots = up
+        .ca_file
+        .as_ref()
+        .map(|ca| certs(ca, "ca_file"))
+        .transpose()?;
+    let identity = match (&up.client_cert, &up.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let chain = certs(cert, "client_cert")?;
+            let key = PrivateKeyDer::from_pem_file(key.get_ref()).map_err(|err| {
+                invalid(
+                    key,
+                    at("client_key"),
+                    format!("cannot read {}: {err}", key.get_ref().display()),
+                )
+            })?;
+            Some((chain, key))
+        }
+        (Some(cert), None) => {
+            return Err(invalid(cert, at("client_cert"), "needs client_key too"));
+        }
+        (None, Some(key)) => {
+            return Err(invalid(key, at("client_key"), "needs client_cert too"));
+        }
+    };
+    let config = tls::client_config(roots.as_deref(), identity)
+        .map_err(|err| invalid(&up.url, at("url"), format!("unusable TLS settings: {err}")))?;
+    let server_name = match &up.tls_server_name {
+        Some(name) => Some(ServerName::try_from(name.get_ref().clone()).map_err(|_| {
+            invalid(
+                name,
+                at("tls_server_name"),
+                "is not a DNS name or IP address",
+            )
+        })?),
+        None => {
+            let host = url.host().unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if ServerName::try_from(bare).is_err() {
+                return Err(invalid(
+                    &up.url,
+                    at("url"),
+                    "its host is not a DNS name or IP address usable in TLS; set tls_server_name",
+                ));
+            }
+            None
+        }
+    };
+    Ok(Some(UpstreamTls {
+        config,
+        server_name,
+    }))
 }
 
 pub(super) fn validate_routes(

@@ -500,3 +500,29 @@ fn override_headers_are_removed_unless_listed_and_unknown_names_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn upstream_tls_keys_need_an_https_url_and_a_client_cert_needs_its_key() {
+    let text = BASE.replace(
+        "url = \"http://127.0.0.1:8080\"",
+        "url = \"http://127.0.0.1:8080\"\nca_file = \"ca.pem\"",
+    ) + ROUTE;
+    assert_eq!(
+        error(&text),
+        "test.toml:12: upstream[0].ca_file: applies only to an https url"
+    );
+    let text = BASE
+        .replace("http://127.0.0.1:8080", "https://127.0.0.1:8443")
+        .replace("[[upstream]]", "[[upstream]]\nclient_cert = \"c.pem\"")
+        + ROUTE;
+    assert!(error(&text).contains("upstream[0].client_cert: needs client_key too"));
+    let text = BASE.replace("http://127.0.0.1:8080", "https://127.0.0.1:8443") + ROUTE;
+    let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.upstreams[0].tls.is_some());
+    assert!(
+        config
+            .upstreams
+            .iter()
+            .all(|u| u.tls.as_ref().is_some_and(|t| t.server_name.is_none()))
+    );
+}

@@ -69,6 +69,7 @@ impl AccessLine {
             Some(GatewayError::TransferCoding) => "transfer_coding",
             Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
             Some(GatewayError::Upstream(UpstreamError::ClientBody { .. })) => "bad_body",
+            Some(GatewayError::Upstream(UpstreamError::Tls { .. })) => "upstream_tls",
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",
         };

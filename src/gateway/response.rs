@@ -145,6 +145,7 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
         ),
         E::Upstream(
             UpstreamError::Connect { .. }
+            | UpstreamError::Tls { .. }
             | UpstreamError::Failed { .. }
             | UpstreamError::BadTarget { .. }
             | UpstreamError::TransferCoding { .. },
