@@ -108,7 +108,7 @@ fn walk(
         route.prefix,
         auth_name(route.auth),
         upstream.name,
-        upstream.url
+        upstream.url()
     );
 
     let mut request_headers = HeaderMap::new();
@@ -201,7 +201,7 @@ fn walk(
     let _ = writeln!(
         out,
         "upstream receives: {method} {}{forwarded} with gateway headers:",
-        upstream.url.to_string().trim_end_matches('/')
+        upstream.url().to_string().trim_end_matches('/')
     );
     for (name, value) in &request_headers {
         let _ = writeln!(

@@ -191,11 +191,15 @@ impl Gateway {
         }
         keys.spawn_refresh();
         Gateway {
-            upstreams: config.upstreams.iter().map(Upstream::new).collect(),
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(|u| Upstream::new(u, &metrics))
+                .collect(),
             upstream_addrs: config
                 .upstreams
                 .iter()
-                .map(|u| u.url.authority().map_or("-", |a| a.as_str()).into())
+                .map(|u| u.url().authority().map_or("-", |a| a.as_str()).into())
                 .collect(),
             route_labels: route_labels.iter().map(|r| r.as_str().into()).collect(),
             series: metrics.series(&route_labels, &upstream_names),

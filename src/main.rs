@@ -576,7 +576,12 @@ fn print_routes(config: &Config) {
         let upstream = &config.upstreams[route.upstream];
         println!(
             "{:<24} {:<16} {:<9} {:<16} {} ({})",
-            route.prefix, methods, auth, roles, upstream.name, upstream.url
+            route.prefix,
+            methods,
+            auth,
+            roles,
+            upstream.name,
+            upstream.url()
         );
     }
     if let Some(file) = &config.revocation_file {

@@ -224,9 +224,44 @@ pub struct StatusCounts([AtomicU64; STATUS_SLOTS]);
 struct Labelled {
     routes: Vec<(String, Arc<StatusCounts>)>,
     upstreams: Vec<(String, Arc<Histogram>)>,
+    /// By (upstream, endpoint address).
+    endpoints: Vec<(String, String, Arc<EndpointStats>)>,
+}
+
+/// One upstream endpoint's series, kept across reloads and re-resolutions
+/// by upstream name and address.
+pub struct EndpointStats {
+    /// Requests sent to it (retries included).
+    pub requests: AtomicU64,
+    /// Of those, failed: no response, or a 5xx one.
+    pub failures: AtomicU64,
+    /// Times it was taken out of rotation by failures.
+    pub ejections: AtomicU64,
+    /// Whether it is in rotation, as its health last saw it. Reported only
+    /// while an upstream of the config in force has the endpoint.
+    pub healthy: AtomicBool,
 }
 
 impl Labelled {
+    fn endpoint(&mut self, upstream: &str, endpoint: &str) -> Arc<EndpointStats> {
+        let found = self
+            .endpoints
+            .iter()
+            .find(|(u, e, _)| u == upstream && e == endpoint);
+        if let Some((_, _, stats)) = found {
+            return stats.clone();
+        }
+        let stats = Arc::new(EndpointStats {
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        });
+        self.endpoints
+            .push((upstream.to_owned(), endpoint.to_owned(), stats.clone()));
+        stats
+    }
+
     fn route(&mut self, label: &str) -> Arc<StatusCounts> {
         if let Some((_, counts)) = self.routes.iter().find(|(l, _)| l == label) {
             return counts.clone();
@@ -307,6 +342,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The series of one endpoint of `upstream` (its address as label).
+    pub fn endpoint(&self, upstream: &str, endpoint: &str) -> Arc<EndpointStats> {
+        let mut labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        labelled.endpoint(upstream, endpoint)
+    }
+
     /// The series for a config's routes (each labelled by its prefix, in
     /// route-table order; routes sharing a prefix share a series) and
     /// upstreams (by name, in config order). A label an earlier config
@@ -478,6 +519,7 @@ impl Metrics {
             let labels = format!("upstream=\"{}\"", escape(name));
             h.render(&mut out, "jwtgate_upstream_seconds", &labels);
         }
+        render_endpoints(&mut out, &labelled.endpoints);
         drop(labelled);
 
         scalar(
@@ -603,6 +645,52 @@ impl Metrics {
         let old = stats();
         self.retired_cache[0].fetch_add(old.hits, Ordering::Relaxed);
         self.retired_cache[1].fetch_add(old.misses, Ordering::Relaxed);
+    }
+}
+
+fn render_endpoints(out: &mut String, endpoints: &[(String, String, Arc<EndpointStats>)]) {
+    type Read = fn(&EndpointStats) -> u64;
+    let series: [(&str, &str, &str, Read); 4] = [
+        (
+            "jwtgate_upstream_endpoint_healthy",
+            "gauge",
+            "1 while the endpoint is in rotation, 0 while ejected or failing its checks.",
+            |s| u64::from(s.healthy.load(Ordering::Relaxed)),
+        ),
+        (
+            "jwtgate_upstream_endpoint_requests_total",
+            "counter",
+            "Requests sent to the endpoint, retries included.",
+            |s| s.requests.load(Ordering::Relaxed),
+        ),
+        (
+            "jwtgate_upstream_endpoint_failures_total",
+            "counter",
+            "Requests to the endpoint that got no response or a 5xx one.",
+            |s| s.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "jwtgate_upstream_ejections_total",
+            "counter",
+            "Times the endpoint was taken out of rotation after failures.",
+            |s| s.ejections.load(Ordering::Relaxed),
+        ),
+    ];
+    for (i, (name, kind, help, read)) in series.into_iter().enumerate() {
+        header(out, name, kind, help);
+        for (upstream, endpoint, stats) in endpoints {
+            // The health of an endpoint no config has any more means nothing.
+            if i == 0 && Arc::strong_count(stats) == 1 {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{name}{{upstream=\"{}\",endpoint=\"{}\"}} {}",
+                escape(upstream),
+                escape(endpoint),
+                read(stats)
+            );
+        }
     }
 }
 

@@ -1,11 +1,16 @@
 //! Forwarding to upstreams: each has endpoints (`endpoint`), each endpoint
 //! a pooled HTTP/1.1 keep-alive client of its own.
 
+mod balance;
 mod endpoint;
+mod health;
 pub mod tls;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
@@ -15,6 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::config;
 use crate::headers;
+use crate::metrics::Metrics;
 
 use endpoint::Endpoint;
 
@@ -35,6 +41,12 @@ pub enum UpstreamError {
     Tls {
         upstream: String,
         source: hyper_util::client::legacy::Error,
+    },
+    /// No endpoint is in rotation: all ejected or failing their checks.
+    #[error("upstream {upstream} has no healthy endpoint (retry in {retry_after:?})")]
+    Unavailable {
+        upstream: String,
+        retry_after: Duration,
     },
     #[error("upstream {upstream} failed: {source}")]
     Failed {
@@ -63,16 +75,27 @@ pub enum UpstreamError {
 }
 
 /// Request bodies: the client's, cut off at the configured size while they
-/// stream, or none at all (such requests can be replayed).
-pub(crate) type RequestBody = Either<Limited<Incoming>, Empty<Bytes>>;
+/// stream; none at all (such requests can be replayed); or the client's
+/// held back until first polled, so it can go to another endpoint if no
+/// connection could be made.
+pub(crate) type RequestBody = Either<Limited<Incoming>, Either<Empty<Bytes>, Deferred>>;
 
 pub struct Upstream {
     name: String,
-    host: HeaderValue,
-    /// Path prefix from the configured URL, without a trailing slash.
+    /// Path prefix from the configured URLs, without a trailing slash.
     base_path: String,
     timeout: Duration,
-    endpoint: Endpoint,
+    shared: Arc<Shared>,
+}
+
+/// What the upstream's requests and its background tasks share.
+struct Shared {
+    /// The endpoints in force; replaced whole when DNS answers change.
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    balance: config::Balance,
+    /// Turns taken, for round robin and the random draws of P2C.
+    cursor: AtomicUsize,
+    health: config::Health,
 }
 
 /// The authority of every request URI handed to an upstream's client. The
@@ -90,29 +113,109 @@ pub struct Upstream {
 const POOL_KEY: Authority = Authority::from_static("u");
 
 impl Upstream {
-    pub fn new(config: &config::Upstream) -> Upstream {
-        let endpoint = Endpoint::new(
-            config.url.clone(),
-            config.connect_timeout,
-            config.tls.as_ref(),
-        );
-        // Validated at load: an http URL with an authority.
-        let host = config
-            .url
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("invalid"));
+    /// The upstream of `config`, its endpoints' series in `metrics`. With
+    /// `dns_refresh` or `health_path`, background tasks keep its endpoints
+    /// current while it lives (they need a Tokio runtime; without one,
+    /// as in `check`, they are not started).
+    pub fn new(config: &config::Upstream, metrics: &Arc<Metrics>) -> Upstream {
+        let endpoints = config
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let stats = metrics.endpoint(&config.name, &endpoint_label(url));
+                Arc::new(Endpoint::new(
+                    url,
+                    url.clone(),
+                    (i, None),
+                    config.connect_timeout,
+                    config.tls.as_ref(),
+                    stats,
+                ))
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            endpoints: ArcSwap::from_pointee(endpoints),
+            balance: config.balance,
+            cursor: AtomicUsize::new(0),
+            health: config.health.clone(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if let Some(every) = config.dns_refresh {
+                let resolver = Resolver {
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                };
+                runtime.spawn(resolver.run(Arc::downgrade(&shared), every));
+            }
+            if let Some(active) = &config.health.active {
+                runtime.spawn(health::check_actively(
+                    config.name.clone(),
+                    Arc::downgrade(&shared),
+                    active.clone(),
+                ));
+            }
+        }
         Upstream {
             name: config.name.clone(),
-            host,
-            base_path: config.url.path().trim_end_matches('/').to_owned(),
+            base_path: config.url().path().trim_end_matches('/').to_owned(),
             timeout: config.timeout,
-            endpoint,
+            shared,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// An endpoint in rotation other than `not`.
+    fn pick<'a>(
+        &self,
+        endpoints: &'a [Arc<Endpoint>],
+        not: Option<&Endpoint>,
+    ) -> Option<&'a Arc<Endpoint>> {
+        balance::pick(endpoints, self.shared.balance, &self.shared.cursor, not)
+    }
+
+    /// None of `endpoints` is in rotation: come back when the first
+    /// ejected one is due back (at least a second; the active-check
+    /// interval when they are out by checks).
+    fn unavailable(&self, endpoints: &[Arc<Endpoint>]) -> UpstreamError {
+        let fallback = self
+            .shared
+            .health
+            .active
+            .as_ref()
+            .map_or(Duration::from_secs(1), |a| a.interval);
+        let soonest = endpoints
+            .iter()
+            .filter_map(|e| e.health.back_in())
+            .min()
+            .unwrap_or(fallback);
+        UpstreamError::Unavailable {
+            upstream: self.name.clone(),
+            retry_after: soonest.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// Sends `request` to `endpoint` and records what it says of the
+    /// endpoint's health: a response that is not 5xx passes; no response
+    /// or a 5xx one fails, unless the client's body was at fault.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        let result = endpoint.send(request).await;
+        match &result {
+            Ok(response) if response.status().is_server_error() => {
+                endpoint.failed(&self.name, &self.shared.health)
+            }
+            Ok(_) => endpoint.succeeded(),
+            Err(err) if caused_by_length_limit(err) || caused_by_client_body(err) => {}
+            Err(_) => endpoint.failed(&self.name, &self.shared.health),
+        }
+        result
     }
 
     /// Sends `request` to this upstream at `path` (already normalised) with
@@ -125,10 +228,22 @@ impl Upstream {
         query: Option<&str>,
         max_body: u64,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let endpoints = self.shared.endpoints.load_full();
+        let Some(first) = self.pick(&endpoints, None) else {
+            return Err(self.unavailable(&endpoints));
+        };
+        // Another endpoint may take the request if no connection to the
+        // first could be made: nothing of it was sent.
+        let elsewhere = endpoints.len() > 1;
         let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+        let mut held = None;
         let mut request = request.map(|body| {
             if body.is_end_stream() {
-                Either::Right(Empty::new())
+                Either::Right(Either::Left(Empty::new()))
+            } else if elsewhere {
+                let (deferred, slot) = Deferred::new(Limited::new(body, limit));
+                held = Some(slot);
+                Either::Right(Either::Right(deferred))
             } else {
                 Either::Left(Limited::new(body, limit))
             }
@@ -171,29 +286,44 @@ impl Upstream {
         *request.version_mut() = Version::HTTP_11;
         request
             .headers_mut()
-            .insert(header::HOST, self.host.clone());
+            .insert(header::HOST, first.host.clone());
 
         // RFC 9110 §9.2.2: an idempotent request without a body may be sent
         // again when the connection it went out on closed without an answer,
         // which is what a pooled keep-alive connection the upstream is
         // closing at that moment looks like. Once, within the same timeout.
-        let replay = (request.method().is_idempotent()
-            && matches!(request.body(), Either::Right(_)))
-        .then(|| {
-            let mut again = Request::new(Either::Right(Empty::new()));
-            *again.method_mut() = request.method().clone();
-            *again.uri_mut() = request.uri().clone();
-            *again.version_mut() = request.version();
-            *again.headers_mut() = request.headers().clone();
-            again
-        });
+        let bodiless = matches!(request.body(), Either::Right(Either::Left(_)));
+        let replayable = request.method().is_idempotent() && bodiless;
+        let head = (replayable || elsewhere).then(|| Head::of(&request));
         let attempts = async {
-            match (self.endpoint.send(request).await, replay) {
-                (Err(err), Some(again)) if closed_before_answering(&err) => {
-                    tracing::debug!(upstream = %self.name, error = %err, "replaying an idempotent request once");
-                    self.endpoint.send(again).await
+            let result = self.attempt(first, request).await;
+            let Some(head) = head else {
+                return result;
+            };
+            match result {
+                Err(err) if err.is_connect() && elsewhere => {
+                    let second = self.pick(&endpoints, Some(first));
+                    let body = match held.as_ref().map(Deferred::reclaim) {
+                        None => Some(Either::Right(Either::Left(Empty::new()))),
+                        Some(reclaimed) => reclaimed.map(Either::Left),
+                    };
+                    match (second, body) {
+                        (Some(second), Some(body)) => {
+                            tracing::debug!(upstream = %self.name, endpoint = %first.label, error = %Causes(&err), "no connection; trying another endpoint");
+                            self.attempt(second, head.request(body, &second.host)).await
+                        }
+                        _ => Err(err),
+                    }
                 }
-                (result, _) => result,
+                Err(err) if replayable && closed_before_answering(&err) => {
+                    tracing::debug!(upstream = %self.name, error = %err, "replaying an idempotent request once");
+                    // Elsewhere if there is another endpoint: the connection
+                    // may have closed because this one is going away.
+                    let again = self.pick(&endpoints, Some(first)).unwrap_or(first);
+                    let body = Either::Right(Either::Left(Empty::new()));
+                    self.attempt(again, head.request(body, &again.host)).await
+                }
+                result => result,
             }
         };
         match tokio::time::timeout(self.timeout, attempts).await {
@@ -230,6 +360,194 @@ impl Upstream {
             }
             Ok(Ok(response)) => Ok(response),
         }
+    }
+}
+
+/// An endpoint's name in metrics: its URL's authority, or the address
+/// dialled once resolved.
+fn endpoint_label(url: &Uri) -> String {
+    url.authority()
+        .map_or_else(String::new, |a| a.as_str().to_owned())
+}
+
+/// Re-resolves an upstream's URLs (`dns_refresh`): each host's addresses
+/// become one endpoint each; endpoints whose address stays keep their
+/// pool, health and in-flight count.
+struct Resolver {
+    config: config::Upstream,
+    metrics: Arc<Metrics>,
+}
+
+impl Resolver {
+    async fn run(self, shared: std::sync::Weak<Shared>, every: Duration) {
+        loop {
+            let answers = self.resolve_all().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let current = shared.endpoints.load_full();
+            let mut next: Vec<Arc<Endpoint>> = Vec::new();
+            for (i, answer) in answers.into_iter().enumerate() {
+                match answer {
+                    // A failed lookup keeps what this URL had.
+                    None => next.extend(current.iter().filter(|e| e.key.0 == i).cloned()),
+                    Some(addresses) => {
+                        for address in addresses {
+                            let key = (i, Some(address));
+                            match current.iter().find(|e| e.key == key) {
+                                Some(kept) => next.push(kept.clone()),
+                                None => next.push(Arc::new(self.endpoint(i, address))),
+                            }
+                        }
+                    }
+                }
+            }
+            let changed = next.len() != current.len()
+                || next
+                    .iter()
+                    .zip(current.iter())
+                    .any(|(a, b)| !Arc::ptr_eq(a, b));
+            if changed && !next.is_empty() {
+                let labels: Vec<&str> = next.iter().map(|e| e.label.as_str()).collect();
+                tracing::info!(upstream = %self.config.name, endpoints = ?labels, "endpoints resolved");
+                shared.endpoints.store(Arc::new(next));
+            }
+            drop(shared);
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Every URL's addresses, sorted; `None` where the lookup failed or
+    /// found nothing.
+    async fn resolve_all(&self) -> Vec<Option<Vec<std::net::SocketAddr>>> {
+        let mut answers = Vec::with_capacity(self.config.urls.len());
+        for url in &self.config.urls {
+            let host = url.host().unwrap_or_default();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let default_port = if url.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            };
+            let port = url.port_u16().unwrap_or(default_port);
+            let answer = match tokio::net::lookup_host((bare, port)).await {
+                Ok(found) => {
+                    let mut found: Vec<_> = found.collect();
+                    found.sort();
+                    found.dedup();
+                    (!found.is_empty()).then_some(found)
+                }
+                Err(err) => {
+                    tracing::warn!(upstream = %self.config.name, host = bare, error = %err, "cannot resolve; keeping its endpoints");
+                    None
+                }
+            };
+            answers.push(answer);
+        }
+        answers
+    }
+
+    /// The endpoint for address `address` of URL number `index`.
+    fn endpoint(&self, index: usize, address: std::net::SocketAddr) -> Endpoint {
+        let config = &self.config;
+        // `index` comes from enumerating these URLs.
+        let url = config.urls.get(index).unwrap_or_else(|| config.url());
+        let scheme = url.scheme_str().unwrap_or("http");
+        // An IP address and port: the connector dials it without a lookup.
+        let dialled = format!("{scheme}://{address}")
+            .parse::<Uri>()
+            .unwrap_or_else(|_| url.clone());
+        let stats = self.metrics.endpoint(&config.name, &address.to_string());
+        Endpoint::new(
+            url,
+            dialled,
+            (index, Some(address)),
+            config.connect_timeout,
+            config.tls.as_ref(),
+            stats,
+        )
+    }
+}
+
+/// A request's head, kept to send it again.
+struct Head {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Head {
+    fn of<B>(request: &Request<B>) -> Head {
+        Head {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            headers: request.headers().clone(),
+        }
+    }
+
+    /// The request again with `body`, for an endpoint whose Host is `host`.
+    fn request(self, body: RequestBody, host: &HeaderValue) -> Request<RequestBody> {
+        let mut again = Request::new(body);
+        *again.method_mut() = self.method;
+        *again.uri_mut() = self.uri;
+        *again.version_mut() = Version::HTTP_11;
+        *again.headers_mut() = self.headers;
+        again.headers_mut().insert(header::HOST, host.clone());
+        again
+    }
+}
+
+/// A client's body handed to hyper's client only when it first polls it:
+/// until then it can be taken back ([`Deferred::reclaim`]) and sent to
+/// another endpoint. hyper polls a request body only once a connection
+/// is up, so after a connect error the body is still here, unread.
+pub(crate) struct Deferred {
+    slot: Arc<std::sync::Mutex<Option<Limited<Incoming>>>>,
+    body: Option<Limited<Incoming>>,
+    hint: hyper::body::SizeHint,
+}
+
+type Slot = Arc<std::sync::Mutex<Option<Limited<Incoming>>>>;
+
+impl Deferred {
+    fn new(body: Limited<Incoming>) -> (Deferred, Slot) {
+        let hint = body.size_hint();
+        let slot = Arc::new(std::sync::Mutex::new(Some(body)));
+        let deferred = Deferred {
+            slot: slot.clone(),
+            body: None,
+            hint,
+        };
+        (deferred, slot)
+    }
+
+    /// The body, if the failed attempt never started reading it.
+    fn reclaim(slot: &Slot) -> Option<Limited<Incoming>> {
+        slot.lock().ok().and_then(|mut body| body.take())
+    }
+}
+
+impl hyper::body::Body for Deferred {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.body.is_none() {
+            let taken = self.slot.lock().ok().and_then(|mut body| body.take());
+            self.body = taken;
+        }
+        match self.body.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            // Taken back by a retry: this attempt is over anyway.
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.hint
     }
 }
 

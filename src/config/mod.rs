@@ -145,8 +145,9 @@ pub struct Admin {
 pub struct Upstream {
     pub name: String,
     /// `http://host:port` or `https://host:port`, with an optional path
-    /// prefix prepended to every request.
-    pub url: Uri,
+    /// prefix prepended to every request: one per endpoint (`url` may be a
+    /// list). All share the scheme and the prefix; never empty.
+    pub urls: Vec<Uri>,
     /// Time allowed for the response headers. Defaults to 30 s.
     pub timeout: Duration,
     /// Time allowed to connect (the TLS handshake included). Defaults to 5 s.
@@ -154,6 +155,62 @@ pub struct Upstream {
     /// For an https URL: how its connections are made (`ca_file`,
     /// `tls_server_name`, `client_cert`/`client_key`). `None` for http.
     pub tls: Option<UpstreamTls>,
+    /// How a request picks its endpoint. Defaults to round robin.
+    pub balance: Balance,
+    /// `dns_refresh`: resolve each URL's host to all its addresses (one
+    /// endpoint each) this often. `None` (the default): one endpoint per
+    /// URL, its host resolved when a connection is made.
+    pub dns_refresh: Option<Duration>,
+    pub health: Health,
+}
+
+impl Upstream {
+    /// The first URL: the one named when a single address is shown.
+    pub fn url(&self) -> &Uri {
+        // Validation refuses an empty list.
+        &self.urls[0]
+    }
+}
+
+/// How an upstream's requests are spread over its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each endpoint in turn (`round_robin`, the default).
+    RoundRobin,
+    /// The one with fewer requests in flight of two picked at random
+    /// (`least_outstanding`: power of two choices).
+    LeastOutstanding,
+}
+
+/// When an endpoint is taken out of rotation, and how it comes back.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// `eject_after`: consecutive failures (connect errors, TLS failures,
+    /// 5xx answers) that eject an endpoint; 0 never ejects. Defaults to 5
+    /// with several URLs or `dns_refresh`, else to 0 (a lone endpoint is
+    /// tried by every request, as before endpoints had health).
+    pub eject_after: u32,
+    /// `eject_for`: the first ejection's back-off, doubled for each
+    /// ejection in a row up to 8 times; back in rotation on probation
+    /// after it (one failure ejects again). Defaults to 30 s.
+    pub eject_for: Duration,
+    /// Active checks, when `health_path` is set.
+    pub active: Option<ActiveHealth>,
+}
+
+/// `health_path` and friends: a GET to each endpoint every `interval`.
+#[derive(Debug, Clone)]
+pub struct ActiveHealth {
+    /// Absolute path (and query) requested; a 2xx answer passes.
+    pub path: http::uri::PathAndQuery,
+    /// Defaults to 10 s.
+    pub interval: Duration,
+    /// Defaults to 2 s.
+    pub timeout: Duration,
+    /// Passes in a row that bring an endpoint back. Defaults to 2.
+    pub healthy_threshold: u32,
+    /// Failures in a row that take it out. Defaults to 3.
+    pub unhealthy_threshold: u32,
 }
 
 impl Config {

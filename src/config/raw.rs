@@ -164,13 +164,30 @@ pub(super) struct RawJwks {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     pub(super) name: Spanned<String>,
-    pub(super) url: Spanned<String>,
+    pub(super) url: Spanned<RawUrls>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<PathBuf>>,
     pub(super) tls_server_name: Option<Spanned<String>>,
     pub(super) client_cert: Option<Spanned<PathBuf>>,
     pub(super) client_key: Option<Spanned<PathBuf>>,
+    pub(super) balance: Option<Spanned<String>>,
+    pub(super) dns_refresh: Option<Spanned<String>>,
+    pub(super) eject_after: Option<Spanned<u32>>,
+    pub(super) eject_for: Option<Spanned<String>>,
+    pub(super) health_path: Option<Spanned<String>>,
+    pub(super) health_interval: Option<Spanned<String>>,
+    pub(super) health_timeout: Option<Spanned<String>>,
+    pub(super) healthy_threshold: Option<Spanned<u32>>,
+    pub(super) unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+/// `url = "http://a"` or `url = ["http://a", "http://b"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawUrls {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]

@@ -7,11 +7,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use toml::Spanned;
 
-use super::Upstream;
-use super::duration::{MILLISECOND, duration_at_least};
+use super::duration::{MILLISECOND, SECOND, duration_at_least};
 use super::error::{Invalid, invalid};
 use super::keys::{claim_headers, claim_path};
-use super::raw::{RawClaimRule, RawRoute, RawUpstream};
+use super::raw::{RawClaimRule, RawRoute, RawUpstream, RawUrls};
+use super::{ActiveHealth, Balance, Health, Upstream};
 use crate::jwt::Provider;
 use crate::routes::{AuthMode, Route, RouteTable};
 use crate::rules::{Check, ClaimRule};
@@ -28,35 +28,59 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
                 format!("upstream {:?} is defined twice", up.name.get_ref()),
             ));
         }
-        let url: Uri = up.url.get_ref().parse().map_err(|err| {
-            invalid(
-                &up.url,
-                at("url"),
-                format!("{:?} is not a URL: {err}", up.url.get_ref()),
-            )
-        })?;
-        if !matches!(url.scheme_str(), Some("http" | "https")) || url.authority().is_none() {
+        let texts = match up.url.get_ref() {
+            RawUrls::One(url) => std::slice::from_ref(url),
+            RawUrls::Many(urls) => urls.as_slice(),
+        };
+        if texts.is_empty() {
+            return Err(invalid(&up.url, at("url"), "lists no URL"));
+        }
+        let urls = texts
+            .iter()
+            .map(|text| validate_url(text, &up.url, &at("url")))
+            .collect::<Result<Vec<Uri>, Invalid>>()?;
+        let first = &urls[0];
+        if urls
+            .iter()
+            .any(|u| u.scheme() != first.scheme() || u.path() != first.path())
+        {
             return Err(invalid(
                 &up.url,
                 at("url"),
-                "must be http://host:port[/prefix] or https://host:port[/prefix]",
+                "every URL of an upstream has the same scheme and path prefix",
             ));
         }
-        if url.query().is_some() {
-            return Err(invalid(&up.url, at("url"), "must not have a query"));
-        }
-        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
-            return Err(invalid(
-                &up.url,
-                at("url"),
-                "must not carry credentials (user:password@)",
-            ));
-        }
-        let tls = validate_tls(&up, &url, &at)?;
+        let tls = validate_tls(&up, &urls, &at)?;
+        let balance = match up.balance.as_ref().map(|b| b.get_ref().as_str()) {
+            None | Some("round_robin") => Balance::RoundRobin,
+            Some("least_outstanding") => Balance::LeastOutstanding,
+            Some(other) => {
+                let span = up.balance.as_ref().map(Spanned::span);
+                return Err(Invalid {
+                    span,
+                    key: at("balance"),
+                    message: format!("{other:?} is not one of round_robin, least_outstanding"),
+                });
+            }
+        };
+        let dns_refresh = match &up.dns_refresh {
+            None => None,
+            Some(raw) => Some(duration_at_least(
+                Some(raw.clone()),
+                &at("dns_refresh"),
+                0,
+                SECOND,
+            )?),
+        };
+        let several = urls.len() > 1 || dns_refresh.is_some();
+        let health = validate_health(&up, several, &at)?;
         upstreams.push(Upstream {
             name: up.name.into_inner(),
-            url,
+            urls,
             tls,
+            balance,
+            dns_refresh,
+            health,
             timeout: duration_at_least(up.timeout, &at("timeout"), 30, 10 * MILLISECOND)?,
             connect_timeout: duration_at_least(
                 up.connect_timeout,
@@ -69,13 +93,122 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
     Ok(upstreams)
 }
 
+/// One endpoint URL: http or https, an authority, no query, no credentials.
+fn validate_url(text: &str, span: &Spanned<RawUrls>, key: &str) -> Result<Uri, Invalid> {
+    let url: Uri = text
+        .parse()
+        .map_err(|err| invalid(span, key, format!("{text:?} is not a URL: {err}")))?;
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.authority().is_none() {
+        return Err(invalid(
+            span,
+            key,
+            "must be http://host:port[/prefix] or https://host:port[/prefix]",
+        ));
+    }
+    if url.query().is_some() {
+        return Err(invalid(span, key, "must not have a query"));
+    }
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid(
+            span,
+            key,
+            "must not carry credentials (user:password@)",
+        ));
+    }
+    Ok(url)
+}
+
+/// Passive ejection and the optional active checks.
+fn validate_health(
+    up: &RawUpstream,
+    several: bool,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Health, Invalid> {
+    let default_eject_after = if several { 5 } else { 0 };
+    let count = |raw: &Option<Spanned<u32>>, key: &str, default: u32, min: u32| match raw {
+        Some(v) if *v.get_ref() < min => {
+            Err(invalid(v, at(key), format!("must be at least {min}")))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    };
+    let active = match &up.health_path {
+        None => {
+            let keys = [
+                (
+                    "health_interval",
+                    up.health_interval.as_ref().map(Spanned::span),
+                ),
+                (
+                    "health_timeout",
+                    up.health_timeout.as_ref().map(Spanned::span),
+                ),
+                (
+                    "healthy_threshold",
+                    up.healthy_threshold.as_ref().map(Spanned::span),
+                ),
+                (
+                    "unhealthy_threshold",
+                    up.unhealthy_threshold.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((key, span)) = keys.into_iter().find_map(|(k, s)| s.map(|s| (k, s))) {
+                return Err(Invalid {
+                    span: Some(span),
+                    key: at(key),
+                    message: "applies only with health_path".to_owned(),
+                });
+            }
+            None
+        }
+        Some(path) => {
+            let parsed = path
+                .get_ref()
+                .parse::<http::uri::PathAndQuery>()
+                .ok()
+                .filter(|p| p.path().starts_with('/'));
+            let Some(parsed) = parsed else {
+                return Err(invalid(
+                    path,
+                    at("health_path"),
+                    "must be an absolute path like /healthz",
+                ));
+            };
+            Some(ActiveHealth {
+                path: parsed,
+                interval: duration_at_least(
+                    up.health_interval.clone(),
+                    &at("health_interval"),
+                    10,
+                    10 * MILLISECOND,
+                )?,
+                timeout: duration_at_least(
+                    up.health_timeout.clone(),
+                    &at("health_timeout"),
+                    2,
+                    10 * MILLISECOND,
+                )?,
+                healthy_threshold: count(&up.healthy_threshold, "healthy_threshold", 2, 1)?,
+                unhealthy_threshold: count(&up.unhealthy_threshold, "unhealthy_threshold", 3, 1)?,
+            })
+        }
+    };
+    Ok(Health {
+        // One endpoint that is ejected leaves nothing to send to: unless
+        // asked, such an upstream keeps being tried by every request.
+        eject_after: count(&up.eject_after, "eject_after", default_eject_after, 0)?,
+        eject_for: duration_at_least(up.eject_for.clone(), &at("eject_for"), 30, 10 * MILLISECOND)?,
+        active,
+    })
+}
+
 /// The TLS settings of an https upstream; refuses them on an http one.
 fn validate_tls(
     up: &RawUpstream,
-    url: &Uri,
+    urls: &[Uri],
     at: &dyn Fn(&str) -> String,
 ) -> Result<Option<UpstreamTls>, Invalid> {
-    if url.scheme_str() != Some("https") {
+    if urls.iter().all(|u| u.scheme_str() != Some("https")) {
         let keys = [
             ("ca_file", up.ca_file.as_ref().map(Spanned::span)),
             ("client_cert", up.client_cert.as_ref().map(Spanned::span)),
@@ -145,9 +278,12 @@ fn validate_tls(
             )
         })?),
         None => {
-            let host = url.host().unwrap_or_default();
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            if ServerName::try_from(bare).is_err() {
+            let usable = |url: &Uri| {
+                let host = url.host().unwrap_or_default();
+                let bare = host.trim_start_matches('[').trim_end_matches(']');
+                ServerName::try_from(bare).is_ok()
+            };
+            if !urls.iter().all(usable) {
                 return Err(invalid(
                     &up.url,
                     at("url"),

@@ -526,3 +526,69 @@ fn upstream_tls_keys_need_an_https_url_and_a_client_cert_needs_its_key() {
             .all(|u| u.tls.as_ref().is_some_and(|t| t.server_name.is_none()))
     );
 }
+
+#[test]
+fn an_upstream_may_list_several_urls_of_one_scheme_and_prefix() {
+    let several = |urls: &str| {
+        BASE.replace("url = \"http://127.0.0.1:8080\"", &format!("url = {urls}")) + ROUTE
+    };
+    let config = parse(&several(
+        r#"["http://10.0.0.1:80/api", "http://10.0.0.2:80/api"]"#,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.upstreams[0].urls.len(), 2);
+    assert_eq!(config.upstreams[0].balance, Balance::RoundRobin);
+    assert_eq!(config.upstreams[0].health.eject_after, 5);
+    assert!(
+        error(&several(
+            r#"["http://10.0.0.1:80", "https://10.0.0.2:443"]"#
+        ))
+        .contains("upstream[0].url: every URL of an upstream has the same scheme and path prefix")
+    );
+    assert!(error(&several("[]")).contains("upstream[0].url: lists no URL"));
+    // A lone URL keeps being tried: no ejection unless asked for.
+    let config = parse(&format!("{BASE}{ROUTE}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.upstreams[0].health.eject_after, 0);
+}
+
+#[test]
+fn balance_and_health_keys_are_checked() {
+    let with = |keys: &str| BASE.replace("[[upstream]]", &format!("[[upstream]]\n{keys}")) + ROUTE;
+    assert!(
+        error(&with("balance = \"random\"")).contains(
+            "upstream[0].balance: \"random\" is not one of round_robin, least_outstanding"
+        )
+    );
+    assert!(
+        error(&with("health_interval = \"5s\""))
+            .contains("upstream[0].health_interval: applies only with health_path")
+    );
+    assert!(
+        error(&with("health_path = \"healthz\""))
+            .contains("upstream[0].health_path: must be an absolute path like /healthz")
+    );
+    assert!(
+        error(&with("health_path = \"/h\"\nhealthy_threshold = 0"))
+            .contains("upstream[0].healthy_threshold: must be at least 1")
+    );
+    let config = parse(&with(
+        "balance = \"least_outstanding\"\nhealth_path = \"/healthz\"\neject_after = 3\neject_for = \"1m\"\ndns_refresh = \"30s\"",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.balance, Balance::LeastOutstanding);
+    assert_eq!(upstream.dns_refresh, Some(Duration::from_secs(30)));
+    assert_eq!(upstream.health.eject_after, 3);
+    assert_eq!(upstream.health.eject_for, Duration::from_secs(60));
+    let active = upstream.health.active.as_ref().expect("active checks");
+    assert_eq!(active.path, "/healthz");
+    assert_eq!(
+        (
+            active.interval,
+            active.timeout,
+            active.healthy_threshold,
+            active.unhealthy_threshold
+        ),
+        (Duration::from_secs(10), Duration::from_secs(2), 2, 3)
+    );
+}

@@ -70,6 +70,9 @@ impl AccessLine {
             Some(GatewayError::Upstream(UpstreamError::Timeout { .. })) => "upstream_timeout",
             Some(GatewayError::Upstream(UpstreamError::ClientBody { .. })) => "bad_body",
             Some(GatewayError::Upstream(UpstreamError::Tls { .. })) => "upstream_tls",
+            Some(GatewayError::Upstream(UpstreamError::Unavailable { .. })) => {
+                "upstream_unavailable"
+            }
             Some(GatewayError::Upstream(_)) => "upstream_error",
             None => "",
         };

@@ -137,6 +137,12 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             "the request body is malformed or incomplete",
             None,
         ),
+        E::Upstream(UpstreamError::Unavailable { .. }) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            "no healthy upstream endpoint; retry later",
+            None,
+        ),
         E::Upstream(UpstreamError::Timeout { .. }) => (
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_timeout",
@@ -167,6 +173,11 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    // RFC 9110 §10.2.3: when to try again, in whole seconds.
+    if let E::Upstream(UpstreamError::Unavailable { retry_after, .. }) = err {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if let E::Route(RouteError::MethodNotAllowed { allowed, .. }) = err {
         let allow = allowed

@@ -1,11 +1,14 @@
 //! One endpoint of an upstream: an address and the connection pool to it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use http::{HeaderValue, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -13,26 +16,53 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::RequestBody;
+use super::health::Health;
 use super::tls::{ConnectError, Stream, UpstreamTls};
+use crate::config;
+use crate::metrics::EndpointStats;
 
 /// How long an idle pooled connection is kept. Upstreams commonly close idle
 /// keep-alive connections after 60 s or more; closing ours first avoids
 /// sending a request on a connection the upstream is closing.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-/// One address requests are sent to, with a keep-alive pool of its own.
+/// One address requests are sent to, with a keep-alive pool of its own
+/// and its health.
 pub(super) struct Endpoint {
     client: Client<Direct, RequestBody>,
+    /// The Host header its requests carry: its URL's authority.
+    pub(super) host: HeaderValue,
+    /// Its address in metrics and logs: the address dialled.
+    pub(super) label: String,
+    /// Which configured URL it came from and, for a resolved one, its
+    /// address: what a re-resolution matches endpoints by.
+    pub(super) key: (usize, Option<SocketAddr>),
+    pub(super) health: Health,
+    /// Requests sent and not yet answered with a response head.
+    outstanding: AtomicUsize,
+    pub(super) stats: Arc<EndpointStats>,
 }
 
 impl Endpoint {
-    /// An endpoint dialling `address` (scheme and authority are used),
-    /// through TLS when `tls` is given.
+    /// An endpoint for `url` dialling `address` (scheme and authority are
+    /// used), through TLS when `tls` is given; the Host header and the TLS
+    /// name come from `url`.
     pub(super) fn new(
+        url: &Uri,
         address: Uri,
+        key: (usize, Option<SocketAddr>),
         connect_timeout: Duration,
         tls: Option<&UpstreamTls>,
+        stats: Arc<EndpointStats>,
     ) -> Endpoint {
+        // Validated at load: a URL with an authority.
+        let host = url
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("invalid"));
+        let label = address
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
@@ -56,15 +86,93 @@ impl Endpoint {
                 address,
                 tls,
             });
-        Endpoint { client }
+        Endpoint {
+            client,
+            host,
+            label,
+            key,
+            health: Health::default(),
+            outstanding: AtomicUsize::new(0),
+            stats,
+        }
     }
 
-    /// Sends `request` on a pooled connection (or a new one).
-    pub(super) fn send(
+    /// Sends `request` on a pooled connection (or a new one); counted in
+    /// flight until the response head arrives or the attempt is dropped.
+    pub(super) async fn send(
+        &self,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _answered = Answered(&self.outstanding);
+        self.client.request(request).await
+    }
+
+    /// A health check's request: GET `path`, no body, this endpoint's Host.
+    pub(super) fn probe_request(
+        &self,
+        path: &http::uri::PathAndQuery,
+    ) -> http::Request<RequestBody> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(super::POOL_KEY);
+        parts.path_and_query = Some(path.clone());
+        let mut request = http::Request::new(RequestBody::Right(http_body_util::Either::Left(
+            http_body_util::Empty::new(),
+        )));
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        request
+            .headers_mut()
+            .insert(http::header::HOST, self.host.clone());
+        request
+    }
+
+    /// Sends a health check: not counted as a request.
+    pub(super) fn probe(
         &self,
         request: http::Request<RequestBody>,
     ) -> hyper_util::client::legacy::ResponseFuture {
         self.client.request(request)
+    }
+
+    /// Requests in flight, for least-outstanding balancing.
+    pub(super) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is in rotation now.
+    pub(super) fn available(&self) -> bool {
+        self.health.available(&self.stats)
+    }
+
+    /// Records a response that was not 5xx.
+    pub(super) fn succeeded(&self) {
+        self.health.succeeded();
+    }
+
+    /// Records a failure that is the endpoint's (no response, a 5xx one).
+    pub(super) fn failed(&self, upstream: &str, policy: &config::Health) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if self.health.failed(policy, &self.stats) {
+            tracing::warn!(
+                upstream,
+                endpoint = %self.label,
+                back_in_ms = self.health.back_in().map_or(0, |d| d.as_millis() as u64),
+                "endpoint ejected after consecutive failures"
+            );
+        }
+    }
+}
+
+/// Decrements the in-flight count when an attempt ends, however it ends.
+struct Answered<'a>(&'a AtomicUsize);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
