@@ -63,6 +63,8 @@ pub struct Gateway {
     /// `[server] forward_override_headers`: the override headers clients
     /// may send on; every other one is removed.
     forward_overrides: Vec<http::HeaderName>,
+    /// `[admin] ready_needs_upstreams`.
+    ready_needs_upstreams: bool,
     /// Shared with the gateways a reload replaces and the admin listener.
     metrics: Arc<Metrics>,
     /// This config's routes and upstreams within `metrics`.
@@ -217,6 +219,10 @@ impl Gateway {
             watch: config.watch,
             server_timing: config.server.server_timing,
             forward_overrides: config.server.forward_override_headers.clone(),
+            ready_needs_upstreams: config
+                .admin
+                .as_ref()
+                .is_some_and(|a| a.ready_needs_upstreams),
             metrics,
             serving,
             readiness,
@@ -237,6 +243,7 @@ impl Gateway {
     pub fn take_over(&self) {
         // Upgraded connections re-check their identity against this list.
         self.revocation_feed.send_replace(self.revocations.clone());
+        self.watch_upstreams();
         self.readiness
             .register("key_sources", self.keys.ready_flag());
         if !self.keys.caches() {
@@ -250,6 +257,39 @@ impl Gateway {
                 .map(|keys| keys.cache_stats())
                 .unwrap_or_default()
         });
+    }
+
+    /// Makes `/readyz` check `upstreams`: with `ready_needs_upstreams`,
+    /// ready while every upstream has an endpoint in rotation, re-checked
+    /// four times a second until this gateway's upstreams are replaced;
+    /// without, always passed.
+    fn watch_upstreams(&self) {
+        let flag = ReadyFlag::default();
+        self.readiness.register("upstreams", &flag);
+        let rotations: Vec<_> = self.upstreams.iter().map(Upstream::rotation).collect();
+        let ready = move || {
+            rotations
+                .iter()
+                .map(upstream::Rotation::any)
+                .try_fold(true, |all, any| any.map(|any| all && any))
+        };
+        flag.set(!self.ready_needs_upstreams || ready().unwrap_or(true));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.ready_needs_upstreams {
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(250));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    match ready() {
+                        Some(ready) => flag.set(ready),
+                        None => return,
+                    }
+                }
+            });
+        }
     }
 
     /// The files besides the config file this gateway was built from

@@ -168,6 +168,12 @@ impl Upstream {
         &self.name
     }
 
+    /// A handle that tells whether this upstream has an endpoint in
+    /// rotation, for as long as the upstream lives.
+    pub fn rotation(&self) -> Rotation {
+        Rotation(Arc::downgrade(&self.shared))
+    }
+
     /// An endpoint in rotation other than `not`.
     fn pick<'a>(
         &self,
@@ -360,6 +366,20 @@ impl Upstream {
             }
             Ok(Ok(response)) => Ok(response),
         }
+    }
+}
+
+/// Whether an upstream has an endpoint in rotation (see
+/// [`Upstream::rotation`]).
+pub struct Rotation(std::sync::Weak<Shared>);
+
+impl Rotation {
+    /// `Some(true)` while an endpoint is in rotation; `None` once the
+    /// upstream is gone (its config was replaced).
+    pub fn any(&self) -> Option<bool> {
+        let shared = self.0.upgrade()?;
+        let endpoints = shared.endpoints.load();
+        Some(endpoints.iter().any(|e| e.available()))
     }
 }
 

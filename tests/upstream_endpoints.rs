@@ -338,3 +338,40 @@ async fn dns_refresh_makes_an_endpoint_of_each_address_of_the_name() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn readyz_can_require_an_endpoint_in_rotation_for_every_upstream() {
+    let addrs = [closed_port().await, closed_port().await];
+    let text =
+        config(&addrs, "eject_after = 1\neject_for = \"10s\"") + "ready_needs_upstreams = true\n";
+    let gateway = TestGateway::start(&text, addrs[0]).await;
+    let admin = gateway.admin.unwrap();
+    assert_eq!(plain_get(admin, "/readyz").await.0, StatusCode::OK);
+
+    let reply = gateway.client().get("/", Some(&token("user"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (status, _, body) = plain_get(admin, "/readyz").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("upstreams"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_ignores_upstream_health_unless_asked() {
+    let addrs = [closed_port().await, closed_port().await];
+    let text = config(&addrs, "eject_after = 1\neject_for = \"10s\"");
+    let gateway = TestGateway::start(&text, addrs[0]).await;
+    let reply = gateway.client().get("/", Some(&token("user"))).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        plain_get(gateway.admin.unwrap(), "/readyz").await.0,
+        StatusCode::OK
+    );
+}

@@ -139,6 +139,9 @@ pub struct Server {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// `ready_needs_upstreams`: `/readyz` also waits for every upstream to
+    /// have an endpoint in rotation. Defaults to false.
+    pub ready_needs_upstreams: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -478,7 +481,10 @@ fn validate_admin(raw: RawAdmin) -> Result<Admin, Invalid> {
             format!("{:?} is not an address:port", raw.listen.get_ref()),
         )
     })?;
-    Ok(Admin { listen })
+    Ok(Admin {
+        listen,
+        ready_needs_upstreams: raw.ready_needs_upstreams.unwrap_or(false),
+    })
 }
 
 fn validate_log(raw: RawLog) -> Result<Log, Invalid> {

@@ -60,6 +60,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) listen: Spanned<String>,
+    pub(super) ready_needs_upstreams: Option<bool>,
 }
 
 #[derive(Deserialize)]
