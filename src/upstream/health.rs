@@ -1,11 +1,11 @@
 //! Endpoint health: passive ejection on failures seen by requests, and
 //! active checks (a GET of `health_path`) run in the background.
 //!
-//! Passive: `eject_after` consecutive failures (no connection, a failed TLS
-//! handshake, a 5xx answer) take an endpoint out for `eject_for`, doubled
-//! for each ejection in a row (at most 8 times). After the back-off it is
-//! back on probation: its first failure ejects it again at once, its first
-//! success ends the streak. Active: `unhealthy_threshold` failed checks in a
+//! Passive: `eject_after` consecutive failures (no connection, failed TLS,
+//! a connection closed or reset before the response head, a 5xx answer)
+//! take an endpoint out for `eject_for`, doubled for each ejection in a row
+//! (at most 8 times). After the back-off it is back on probation: its first
+//! failure ejects it again at once, its first success ends the streak. Active: `unhealthy_threshold` failed checks in a
 //! row take it out until `healthy_threshold` passes in a row.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -85,8 +85,7 @@ impl Health {
         }
     }
 
-    /// A request failed at this endpoint (no connection, a failed
-    /// handshake, a 5xx answer). Returns whether this ejected it.
+    /// A request failed at this endpoint (no response head, or a 5xx one). Returns whether this ejected it.
     pub(super) fn failed(&self, policy: &config::Health, stats: &EndpointStats) -> bool {
         if policy.eject_after == 0 {
             return false;
