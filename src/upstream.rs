@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::{Request, Response, Uri};
 use http_body_util::{Either, Empty, Full, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
@@ -124,14 +124,7 @@ impl Upstream {
             .enumerate()
             .map(|(i, url)| {
                 let stats = metrics.endpoint(&config.name, &endpoint_label(url));
-                Arc::new(Endpoint::new(
-                    url,
-                    url.clone(),
-                    (i, None),
-                    config.connect_timeout,
-                    config.tls.as_ref(),
-                    stats,
-                ))
+                Arc::new(Endpoint::new(url, url.clone(), (i, None), config, stats))
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -288,11 +281,9 @@ impl Upstream {
             upstream: self.name.clone(),
             target: path.to_owned(),
         })?;
-        // Clients may speak HTTP/2; upstreams get HTTP/1.1 with a Host header.
-        *request.version_mut() = Version::HTTP_11;
-        request
-            .headers_mut()
-            .insert(header::HOST, first.host.clone());
+        // Whatever the client spoke: HTTP/1.1 with a Host header, or HTTP/2
+        // for an h2 upstream.
+        first.address(&mut request);
 
         // RFC 9110 §9.2.2: an idempotent request without a body may be sent
         // again when the connection it went out on closed without an answer,
@@ -316,7 +307,7 @@ impl Upstream {
                     match (second, body) {
                         (Some(second), Some(body)) => {
                             tracing::debug!(upstream = %self.name, endpoint = %first.label, error = %Causes(&err), "no connection; trying another endpoint");
-                            self.attempt(second, head.request(body, &second.host)).await
+                            self.attempt(second, head.request(body, second)).await
                         }
                         _ => Err(err),
                     }
@@ -327,7 +318,7 @@ impl Upstream {
                     // may have closed because this one is going away.
                     let again = self.pick(&endpoints, Some(first)).unwrap_or(first);
                     let body = Either::Right(Either::Left(Empty::new()));
-                    self.attempt(again, head.request(body, &again.host)).await
+                    self.attempt(again, head.request(body, again)).await
                 }
                 result => result,
             }
@@ -478,14 +469,7 @@ impl Resolver {
             .parse::<Uri>()
             .unwrap_or_else(|_| url.clone());
         let stats = self.metrics.endpoint(&config.name, &address.to_string());
-        Endpoint::new(
-            url,
-            dialled,
-            (index, Some(address)),
-            config.connect_timeout,
-            config.tls.as_ref(),
-            stats,
-        )
+        Endpoint::new(url, dialled, (index, Some(address)), config, stats)
     }
 }
 
@@ -505,14 +489,13 @@ impl Head {
         }
     }
 
-    /// The request again with `body`, for an endpoint whose Host is `host`.
-    fn request(self, body: RequestBody, host: &HeaderValue) -> Request<RequestBody> {
+    /// The request again with `body`, for `endpoint`.
+    fn request(self, body: RequestBody, endpoint: &Endpoint) -> Request<RequestBody> {
         let mut again = Request::new(body);
         *again.method_mut() = self.method;
         *again.uri_mut() = self.uri;
-        *again.version_mut() = Version::HTTP_11;
         *again.headers_mut() = self.headers;
-        again.headers_mut().insert(header::HOST, host.clone());
+        endpoint.address(&mut again);
         again
     }
 }

@@ -158,6 +158,8 @@ pub struct Upstream {
     /// For an https URL: how its connections are made (`ca_file`,
     /// `tls_server_name`, `client_cert`/`client_key`). `None` for http.
     pub tls: Option<UpstreamTls>,
+    /// `protocol`: what the endpoints speak. Defaults to HTTP/1.1.
+    pub protocol: Protocol,
     /// How a request picks its endpoint. Defaults to round robin.
     pub balance: Balance,
     /// `dns_refresh`: resolve each URL's host to all its addresses (one
@@ -173,6 +175,16 @@ impl Upstream {
         // Validation refuses an empty list.
         &self.urls[0]
     }
+}
+
+/// The HTTP version spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http1` (the default): HTTP/1.1 keep-alive connections.
+    Http1,
+    /// `h2`: HTTP/2, negotiated by ALPN over TLS, by prior knowledge in
+    /// cleartext (h2c); requests share few connections.
+    Http2,
 }
 
 /// How an upstream's requests are spread over its endpoints.

@@ -172,6 +172,7 @@ pub(super) struct RawUpstream {
     pub(super) tls_server_name: Option<Spanned<String>>,
     pub(super) client_cert: Option<Spanned<PathBuf>>,
     pub(super) client_key: Option<Spanned<PathBuf>>,
+    pub(super) protocol: Option<Spanned<String>>,
     pub(super) balance: Option<Spanned<String>>,
     pub(super) dns_refresh: Option<Spanned<String>>,
     pub(super) eject_after: Option<Spanned<u32>>,

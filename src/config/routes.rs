@@ -11,7 +11,7 @@ use super::duration::{MILLISECOND, SECOND, duration_at_least};
 use super::error::{Invalid, invalid};
 use super::keys::{claim_headers, claim_path};
 use super::raw::{RawClaimRule, RawRoute, RawUpstream, RawUrls};
-use super::{ActiveHealth, Balance, Health, Upstream};
+use super::{ActiveHealth, Balance, Health, Protocol, Upstream};
 use crate::jwt::Provider;
 use crate::routes::{AuthMode, Route, RouteTable};
 use crate::rules::{Check, ClaimRule};
@@ -50,7 +50,19 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
                 "every URL of an upstream has the same scheme and path prefix",
             ));
         }
-        let tls = validate_tls(&up, &urls, &at)?;
+        let protocol = match up.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("http1") => Protocol::Http1,
+            Some("h2") => Protocol::Http2,
+            Some(other) => {
+                let span = up.protocol.as_ref().map(Spanned::span);
+                return Err(Invalid {
+                    span,
+                    key: at("protocol"),
+                    message: format!("{other:?} is not one of http1, h2"),
+                });
+            }
+        };
+        let tls = validate_tls(&up, &urls, protocol, &at)?;
         let balance = match up.balance.as_ref().map(|b| b.get_ref().as_str()) {
             None | Some("round_robin") => Balance::RoundRobin,
             Some("least_outstanding") => Balance::LeastOutstanding,
@@ -78,6 +90,7 @@ pub(super) fn validate_upstreams(raw: Vec<RawUpstream>) -> Result<Vec<Upstream>,
             name: up.name.into_inner(),
             urls,
             tls,
+            protocol,
             balance,
             dns_refresh,
             health,
@@ -206,6 +219,7 @@ fn validate_health(
 fn validate_tls(
     up: &RawUpstream,
     urls: &[Uri],
+    protocol: Protocol,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Option<UpstreamTls>, Invalid> {
     if urls.iter().all(|u| u.scheme_str() != Some("https")) {
@@ -267,7 +281,11 @@ fn validate_tls(
             return Err(invalid(key, at("client_key"), "needs client_cert too"));
         }
     };
-    let config = tls::client_config(roots.as_deref(), identity)
+    let alpn: &[u8] = match protocol {
+        Protocol::Http1 => b"http/1.1",
+        Protocol::Http2 => b"h2",
+    };
+    let config = tls::client_config(roots.as_deref(), identity, alpn)
         .map_err(|err| invalid(&up.url, at("url"), format!("unusable TLS settings: {err}")))?;
     let server_name = match &up.tls_server_name {
         Some(name) => Some(ServerName::try_from(name.get_ref().clone()).map_err(|_| {

@@ -555,6 +555,10 @@ fn an_upstream_may_list_several_urls_of_one_scheme_and_prefix() {
 fn balance_and_health_keys_are_checked() {
     let with = |keys: &str| BASE.replace("[[upstream]]", &format!("[[upstream]]\n{keys}")) + ROUTE;
     assert!(
+        error(&with("protocol = \"h3\""))
+            .contains("upstream[0].protocol: \"h3\" is not one of http1, h2")
+    );
+    assert!(
         error(&with("balance = \"random\"")).contains(
             "upstream[0].balance: \"random\" is not one of round_robin, least_outstanding"
         )

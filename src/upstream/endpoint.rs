@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 
 use super::RequestBody;
 use super::health::Health;
-use super::tls::{ConnectError, Stream, UpstreamTls};
+use super::tls::{ConnectError, Stream};
 use crate::config;
 use crate::metrics::EndpointStats;
 
@@ -25,6 +25,10 @@ use crate::metrics::EndpointStats;
 /// keep-alive connections after 60 s or more; closing ours first avoids
 /// sending a request on a connection the upstream is closing.
 const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// How often an idle HTTP/2 connection is pinged, and how long the answer
+/// may take: a connection the network dropped silently is noticed.
+const H2_PING: Duration = Duration::from_secs(20);
 
 /// One address requests are sent to, with a keep-alive pool of its own
 /// and its health.
@@ -41,6 +45,9 @@ pub(super) struct Endpoint {
     /// Requests sent and not yet answered with a response head.
     outstanding: AtomicUsize,
     pub(super) stats: Arc<EndpointStats>,
+    /// For an `h2` upstream: the scheme and authority of its requests'
+    /// URIs (HTTP/2 sends them as `:scheme` and `:authority`, no Host).
+    http2: Option<(http::uri::Scheme, http::uri::Authority)>,
 }
 
 impl Endpoint {
@@ -51,10 +58,10 @@ impl Endpoint {
         url: &Uri,
         address: Uri,
         key: (usize, Option<SocketAddr>),
-        connect_timeout: Duration,
-        tls: Option<&UpstreamTls>,
+        config: &config::Upstream,
         stats: Arc<EndpointStats>,
     ) -> Endpoint {
+        let (connect_timeout, tls) = (config.connect_timeout, config.tls.as_ref());
         // Validated at load: a URL with an authority.
         let host = url
             .authority()
@@ -77,15 +84,33 @@ impl Endpoint {
         });
         // The handshake is part of connecting: the same limit covers both.
         let tls = tls.map(|(connector, name)| (connector, name, connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
-            .timer(TokioTimer::new())
-            .build(Direct {
-                http: connector,
-                address,
-                tls,
-            });
+            .timer(TokioTimer::new());
+        let http2 = match config.protocol {
+            config::Protocol::Http1 => None,
+            config::Protocol::Http2 => {
+                // One multiplexed connection; the upstream's own
+                // SETTINGS_MAX_CONCURRENT_STREAMS caps the streams on it
+                // (requests beyond wait, within their timeout), and its
+                // flow-control windows bound what is buffered per stream.
+                builder
+                    .http2_only(true)
+                    .http2_keep_alive_interval(H2_PING)
+                    .http2_keep_alive_timeout(H2_PING);
+                let scheme = url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP);
+                url.authority()
+                    .cloned()
+                    .map(|authority| (scheme, authority))
+            }
+        };
+        let client = builder.build(Direct {
+            http: connector,
+            address,
+            tls,
+        });
         Endpoint {
             client,
             host,
@@ -94,6 +119,7 @@ impl Endpoint {
             health: Health::default(),
             outstanding: AtomicUsize::new(0),
             stats,
+            http2,
         }
     }
 
@@ -109,7 +135,32 @@ impl Endpoint {
         self.client.request(request).await
     }
 
-    /// A health check's request: GET `path`, no body, this endpoint's Host.
+    /// Addresses `request` (its URI's authority a pool key, its path
+    /// final) to this endpoint: HTTP/1.1 with its Host header, or HTTP/2
+    /// with its scheme and authority.
+    pub(super) fn address<B>(&self, request: &mut http::Request<B>) {
+        match &self.http2 {
+            None => {
+                *request.version_mut() = http::Version::HTTP_11;
+                request
+                    .headers_mut()
+                    .insert(http::header::HOST, self.host.clone());
+            }
+            Some((scheme, authority)) => {
+                let mut parts = request.uri().clone().into_parts();
+                parts.scheme = Some(scheme.clone());
+                parts.authority = Some(authority.clone());
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *request.uri_mut() = uri;
+                }
+                *request.version_mut() = http::Version::HTTP_2;
+                request.headers_mut().remove(http::header::HOST);
+            }
+        }
+    }
+
+    /// A health check's request: GET `path`, no body, addressed to this
+    /// endpoint.
     pub(super) fn probe_request(
         &self,
         path: &http::uri::PathAndQuery,
@@ -124,9 +175,7 @@ impl Endpoint {
         if let Ok(uri) = Uri::from_parts(parts) {
             *request.uri_mut() = uri;
         }
-        request
-            .headers_mut()
-            .insert(http::header::HOST, self.host.clone());
+        self.address(&mut request);
         request
     }
 

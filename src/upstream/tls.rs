@@ -25,12 +25,14 @@ pub struct UpstreamTls {
 }
 
 /// A client config for upstream connections: ring (the server's provider;
-/// no second crypto stack), TLS 1.2 and 1.3, ALPN `http/1.1`. It trusts
+/// no second crypto stack), TLS 1.2 and 1.3, offering `alpn` alone by ALPN
+/// (`http/1.1` or `h2`). It trusts
 /// `roots`, or when `None` the Mozilla roots compiled in (webpki-roots); it
 /// presents `identity` (chain, key) when the upstream asks for one.
 pub fn client_config(
     roots: Option<&[CertificateDer<'static>]>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[u8],
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let mut store = RootCertStore::empty();
     match roots {
@@ -48,7 +50,7 @@ pub fn client_config(
         Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 
