@@ -360,6 +360,7 @@ impl Gateway {
         let uri = request.uri().clone();
         let http1 = request.version() < http::Version::HTTP_2;
         let head = method == http::Method::HEAD;
+        let grpc = response::is_grpc(request.headers());
         let mut trace = Trace::default();
         let request_id = headers::request_id(request.headers(), &self.request_ids);
         let mut failure = None;
@@ -377,7 +378,7 @@ impl Gateway {
                 (response, user)
             }
             Err(err) => {
-                let mut response = error_response(&err);
+                let mut response = error_response(&err, grpc);
                 if let GatewayError::Auth(auth) = &err {
                     self.metrics.count_auth_failure(auth.reason());
                 }
@@ -500,6 +501,10 @@ impl Gateway {
         let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         // Client-sent only: before the gateway adds its own headers.
         headers::remove_override_headers(request.headers_mut(), &self.forward_overrides);
+        let upstream = &self.upstreams[route.upstream];
+        // RFC 9113 §8.2.2: `TE: trailers` is the one TE HTTP/2 carries, and
+        // gRPC servers want it; it goes on to an HTTP/2 upstream only.
+        let te_trailers = upstream.speaks_h2() && asks_for_trailers(request.headers());
         let provider_headers = verified
             .as_ref()
             .and_then(|v| self.provider_headers.get(v.provider))
@@ -516,7 +521,11 @@ impl Gateway {
         if let Some(protocol) = &upgrade {
             headers::keep_upgrade(request.headers_mut(), protocol.clone());
         }
-        let upstream = &self.upstreams[route.upstream];
+        if te_trailers {
+            request
+                .headers_mut()
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         let sent = Instant::now();
         let response = upstream
             .forward(request, &path, forward_query, self.limits.body_bytes)
@@ -730,6 +739,21 @@ fn rewrite_request_headers(request: &mut Request<Incoming>, forwarded: Forwarded
     // Set after the hop-by-hop removal, like the identity headers, so
     // `Connection: X-Request-Id` cannot keep the id from the upstream.
     headers.insert(headers::X_REQUEST_ID, forwarded.request_id.clone());
+}
+
+/// Whether the request's `TE` lists `trailers`.
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
 }
 
 /// Seconds since the Unix epoch.

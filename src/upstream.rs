@@ -93,6 +93,7 @@ struct Shared {
     /// The endpoints in force; replaced whole when DNS answers change.
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     balance: config::Balance,
+    protocol: config::Protocol,
     /// Turns taken, for round robin and the random draws of P2C.
     cursor: AtomicUsize,
     health: config::Health,
@@ -130,6 +131,7 @@ impl Upstream {
         let shared = Arc::new(Shared {
             endpoints: ArcSwap::from_pointee(endpoints),
             balance: config.balance,
+            protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             health: config.health.clone(),
         });
@@ -159,6 +161,11 @@ impl Upstream {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether requests go to this upstream over HTTP/2.
+    pub fn speaks_h2(&self) -> bool {
+        self.shared.protocol == config::Protocol::Http2
     }
 
     /// A handle that tells whether this upstream has an endpoint in

@@ -42,19 +42,25 @@ async fn h2_upstream(tls: Option<&DevPki>) -> SocketAddr {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = service_fn(|request: Request<Incoming>| async move {
+                    let header = |name| {
+                        request
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_owned()
+                    };
                     let seen = format!(
                         "{:?} {} user={}",
                         request.version(),
                         request.uri().authority().map_or("-", |a| a.as_str()),
-                        request
-                            .headers()
-                            .get("x-user-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-"),
+                        header("x-user-id"),
                     );
+                    let te = header("te");
                     let body = request.into_body().collect().await.unwrap().to_bytes();
                     let response = Response::builder()
                         .header("x-seen", seen)
+                        .header("x-te", te)
                         .body(Full::new(body))
                         .unwrap();
                     Ok::<_, Infallible>(response)
@@ -124,4 +130,68 @@ async fn an_https_h2_upstream_is_reached_by_alpn() {
         reply.header("x-seen").unwrap(),
         format!("HTTP/2.0 localhost:{} user=42", upstream.port())
     );
+}
+
+/// A gRPC-looking unary call over HTTP/2 (framing is not checked by the
+/// gateway): POST with `content-type: application/grpc`.
+fn grpc_call(path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut request = Request::post(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    // One empty message: the compressed flag and a zero length.
+    request
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_grpc_calls_get_grpc_status_codes_not_http_ones() {
+    let upstream = h2_upstream(None).await;
+    let config = CONFIG.replace(
+        "url = \"http://UPSTREAM\"",
+        "url = \"http://UPSTREAM\"\nprotocol = \"h2\"",
+    );
+    let gateway = TestGateway::start(&config, upstream).await;
+    let client = gateway.h2_client();
+
+    let cases = [
+        ("/pkg.Svc/Call", None, "16"),
+        ("/admin/pkg.Svc/Call", Some(token("user")), "7"),
+        ("/nowhere", Some("not-a-token".to_owned()), "16"),
+    ];
+    for (path, token, code) in cases {
+        let reply = client.send(grpc_call(path, token.as_deref())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(reply.header("content-type"), Some("application/grpc"));
+        assert_eq!(reply.header("grpc-status"), Some(code), "{path}");
+        assert!(reply.header("grpc-message").is_some_and(|m| !m.is_empty()));
+        assert!(reply.body.is_empty());
+    }
+    // The same refusal without gRPC's content type stays an HTTP 401.
+    let reply = client.get("/pkg.Svc/Call", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    // A passing call reaches the upstream.
+    let reply = client
+        .send(grpc_call("/pkg.Svc/Call", Some(&token("user"))))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("grpc-status"), None);
+}
+
+#[tokio::test]
+async fn a_grpc_call_to_a_down_upstream_is_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    let gateway = TestGateway::start(CONFIG, closed).await;
+    let reply = gateway
+        .h2_client()
+        .send(grpc_call("/pkg.Svc/Call", Some(&token("user"))))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("grpc-status"), Some("14"));
 }

@@ -15,8 +15,9 @@ use crate::upstream::{Body, UpstreamError};
 pub(super) const REALM: &str = "Bearer realm=\"jwtgate\"";
 
 /// The status follows who is at fault. Adding a variant anywhere below
-/// fails to compile until someone decides its answer.
-pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
+/// fails to compile until someone decides its answer. A `grpc` request gets
+/// the same answer in gRPC's shape ([`grpc_shaped`]).
+pub(super) fn error_response(err: &GatewayError, grpc: bool) -> Response<Body> {
     use GatewayError as E;
     let (status, code, description, challenge): (StatusCode, &str, &str, Option<String>) = match err
     {
@@ -189,5 +190,63 @@ pub(super) fn error_response(err: &GatewayError) -> Response<Body> {
             headers.insert(header::ALLOW, allow);
         }
     }
+    if grpc {
+        grpc_shaped(&mut response, description);
+    }
     response
+}
+
+/// Whether a request is gRPC (`application/grpc`, `application/grpc+proto`,
+/// …): its client reads the status from `grpc-status`, not the HTTP one.
+pub(super) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Turns a local error reply into gRPC's shape, as Envoy does: HTTP 200,
+/// trailers-only (`grpc-status` and `grpc-message` in the only HEADERS
+/// frame, no body), the code following the HTTP status: 401
+/// UNAUTHENTICATED, 403 PERMISSION_DENIED, 502/503 UNAVAILABLE, 504
+/// DEADLINE_EXCEEDED, and the gRPC spec's HTTP mapping for the rest.
+fn grpc_shaped(response: &mut Response<Body>, message: &str) {
+    let code: u16 = match response.status().as_u16() {
+        400 => 13,             // INTERNAL (the spec's mapping)
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 | 405 | 501 => 12, // UNIMPLEMENTED
+        413 | 414 | 431 => 8,  // RESOURCE_EXHAUSTED
+        429 | 502 | 503 => 14, // UNAVAILABLE
+        504 => 4,              // DEADLINE_EXCEEDED
+        _ => 2,                // UNKNOWN
+    };
+    *response.status_mut() = StatusCode::OK;
+    *response.body_mut() = Either::Right(Full::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(GRPC_STATUS, HeaderValue::from(code));
+    if let Ok(message) = HeaderValue::from_str(&percent_encode(message)) {
+        headers.insert(GRPC_MESSAGE, message);
+    }
+}
+
+const GRPC_STATUS: header::HeaderName = header::HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: header::HeaderName = header::HeaderName::from_static("grpc-message");
+
+/// `grpc-message` is percent-encoded: bytes outside printable ASCII, and
+/// `%` itself (gRPC over HTTP/2 spec, "Responses").
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
