@@ -106,11 +106,11 @@ impl Endpoint {
                     .map(|authority| (scheme, authority))
             }
         };
-        let client = builder.build(Direct {
+        let client = builder.build(Direct(Arc::new(Dialling {
             http: connector,
             address,
             tls,
-        });
+        })));
         Endpoint {
             client,
             host,
@@ -235,12 +235,15 @@ fn host_name(address: &Uri) -> ServerName<'static> {
 }
 
 /// Connects to one configured address, whatever URI it is asked for.
+/// hyper-util's client clones its connector for every request, pooled
+/// connection or not: one reference count, not a server name's `String`.
 #[derive(Clone)]
-struct Direct {
+struct Direct(Arc<Dialling>);
+
+struct Dialling {
     http: HttpConnector,
     /// The configured URL's scheme and authority.
     address: Uri,
-    /// For an https URL: the handshake's config and the name it verifies.
     /// For an https URL: the handshake's config, the name it verifies and
     /// the time it may take.
     tls: Option<(TlsConnector, ServerName<'static>, Duration)>,
@@ -251,13 +254,16 @@ impl tower_service::Service<Uri> for Direct {
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.http.poll_ready(cx).map_err(ConnectError::Tcp)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // HttpConnector on the system resolver is always ready: its
+        // poll_ready asks GaiResolver's, which is.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, _pool_key: Uri) -> Self::Future {
-        let tcp = self.http.call(self.address.clone());
-        match self.tls.clone() {
+        let dialling = &self.0;
+        let tcp = dialling.http.clone().call(dialling.address.clone());
+        match dialling.tls.clone() {
             None => {
                 Box::pin(async move { tcp.await.map(Stream::Plain).map_err(ConnectError::Tcp) })
             }
