@@ -573,10 +573,7 @@ async fn every_act_clicked_through_in_headless_chromium_shows_the_gateways_real_
     // Web Vitals calls a cumulative shift under 0.1 good. Panels of a fixed
     // size keep it near zero; shifts Chromium attributes to no node (seen
     // at ~0.005 each on a loaded host) stay well under the bound.
-    assert!(
-        total < 0.1,
-        "layout shifts while results arrived: {shifts}"
-    );
+    assert!(total < 0.1, "layout shifts while results arrived: {shifts}");
 
     // The whole page at phone width.
     page.call(
