@@ -356,3 +356,41 @@ async fn a_reload_picks_up_a_changed_ca_file() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, "secure");
 }
+
+/// A Kubernetes headless Service: `dns_refresh` turns the name into one
+/// endpoint per address, and each is still verified as the name in the URL
+/// (a pod's certificate names the Service, not the pod's IP).
+#[tokio::test]
+async fn resolved_endpoints_are_verified_for_the_urls_name_not_their_address() {
+    let ca = Ca::new("upstream CA");
+    let dir = dir("resolved");
+    std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    let upstream = https_upstream(&ca.leaf(&["localhost"], false), None).await;
+    let config = CONFIG.replace(
+        "url = \"http://UPSTREAM\"",
+        &format!(
+            "url = \"https://localhost:{}\"\ndns_refresh = \"1s\"\nca_file = {:?}",
+            upstream.port(),
+            dir.join("ca.pem")
+        ),
+    ) + "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let gateway = TestGateway::start(&config, upstream).await;
+
+    let resolved = format!("endpoint=\"127.0.0.1:{}\"", upstream.port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let reply = gateway.client().get("/", Some(&token("user"))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let (_, _, metrics) = support::plain_get(gateway.admin.unwrap(), "/metrics").await;
+        let served = metrics.lines().any(|line| {
+            line.starts_with("jwtgate_upstream_endpoint_requests_total{")
+                && line.contains(&resolved)
+                && line.rsplit(' ').next().is_some_and(|n| n != "0")
+        });
+        if served {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

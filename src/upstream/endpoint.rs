@@ -76,10 +76,7 @@ impl Endpoint {
         // HttpConnector refuses https URIs unless told the caller handles TLS.
         connector.enforce_http(false);
         let tls = tls.map(|tls| {
-            let name = tls
-                .server_name
-                .clone()
-                .unwrap_or_else(|| host_name(&address));
+            let name = tls.server_name.clone().unwrap_or_else(|| host_name(url));
             (TlsConnector::from(tls.config.clone()), name)
         });
         // The handshake is part of connecting: the same limit covers both.
@@ -227,8 +224,8 @@ impl Drop for Answered<'_> {
 
 /// The name a URL's host stands for in TLS: a DNS name or an IP address
 /// (IPv6 literals lose their brackets). Validated at load.
-fn host_name(address: &Uri) -> ServerName<'static> {
-    let host = address.host().unwrap_or_default();
+fn host_name(url: &Uri) -> ServerName<'static> {
+    let host = url.host().unwrap_or_default();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(bare.to_owned())
         .unwrap_or_else(|_| ServerName::IpAddress(std::net::Ipv4Addr::UNSPECIFIED.into()))
