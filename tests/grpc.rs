@@ -1,6 +1,6 @@
 //! gRPC end to end with a real gRPC client and server (tonic): the client
 //! speaks HTTP/2 over TLS to the gateway, the gateway h2c (prior knowledge)
-//! to the server. Messages are declared by hand with prost's derive, so
+//! or HTTP/2 over TLS (ALPN) to the server. Messages are declared by hand with prost's derive, so
 //! neither protoc nor a build script is needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,12 +21,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{CONFIG, TestGateway, tls_connect, token};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tonic::body::Body;
 use tonic::client::Grpc;
 use tonic::metadata::MetadataMap;
 use tonic::server::{ServerStreamingService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
+
+use jwtgate::tls::{self, DevPki};
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Hello {
@@ -127,15 +130,21 @@ impl ServerStreamingService<Hello> for CountService {
     }
 }
 
-/// A tonic gRPC server speaking HTTP/2 in cleartext only.
-async fn grpc_upstream() -> (SocketAddr, Seen) {
+/// A tonic gRPC server speaking HTTP/2 only: in cleartext, or over TLS
+/// with the dev PKI's `localhost` certificate when `tls` is given.
+async fn grpc_upstream(tls: Option<&DevPki>) -> (SocketAddr, Seen) {
+    let acceptor = tls.map(|pki| {
+        let config =
+            tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key()).unwrap();
+        TlsAcceptor::from(config)
+    });
     let seen = Seen::default();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let calls = seen.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let calls = calls.clone();
+            let (calls, acceptor) = (calls.clone(), acceptor.clone());
             let service = service_fn(move |request: http::Request<Incoming>| {
                 let calls = calls.clone();
                 async move {
@@ -148,10 +157,18 @@ async fn grpc_upstream() -> (SocketAddr, Seen) {
                     Ok::<_, Infallible>(response)
                 }
             });
-            tokio::spawn(
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service),
-            );
+            tokio::spawn(async move {
+                let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                let _ = match acceptor {
+                    Some(acceptor) => {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        builder.serve_connection(TokioIo::new(tls), service).await
+                    }
+                    None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                };
+            });
         }
     });
     (addr, seen)
@@ -232,7 +249,7 @@ async fn count(
 
 #[tokio::test]
 async fn a_unary_call_reaches_the_server_with_the_identity_as_metadata() {
-    let (upstream, seen) = grpc_upstream().await;
+    let (upstream, seen) = grpc_upstream(None).await;
     let gateway = TestGateway::start(&config(), upstream).await;
     let mut client = grpc_client(&gateway).await;
 
@@ -271,7 +288,7 @@ async fn a_unary_call_reaches_the_server_with_the_identity_as_metadata() {
 
 #[tokio::test]
 async fn a_server_streaming_call_delivers_every_message_and_the_servers_trailers() {
-    let (upstream, _) = grpc_upstream().await;
+    let (upstream, _) = grpc_upstream(None).await;
     let gateway = TestGateway::start(&config(), upstream).await;
     let mut client = grpc_client(&gateway).await;
 
@@ -296,8 +313,37 @@ async fn a_server_streaming_call_delivers_every_message_and_the_servers_trailers
 }
 
 #[tokio::test]
+async fn a_grpc_server_behind_tls_is_reached_by_alpn_h2() {
+    let pki = DevPki::generate().unwrap();
+    let dir = std::env::temp_dir().join(format!("jwtgate-grpc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem).unwrap();
+    let (upstream, _) = grpc_upstream(Some(&pki)).await;
+    let config = config().replace(
+        "url = \"http://UPSTREAM\"",
+        &format!(
+            "url = \"https://localhost:{}\"\nca_file = {:?}",
+            upstream.port(),
+            dir.join("ca.pem")
+        ),
+    );
+    let gateway = TestGateway::start(&config, upstream).await;
+    let mut client = grpc_client(&gateway).await;
+
+    let reply = unary(&mut client, UNARY, request("ada", 0, Some(&token("user"))))
+        .await
+        .unwrap();
+    assert_eq!(reply.get_ref().user, "42");
+    let (messages, end) = count(&mut client, request("tick", 2, Some(&token("user"))))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(end.unwrap().unwrap().get("grpc-status").unwrap(), "0");
+}
+
+#[tokio::test]
 async fn a_call_without_a_valid_token_is_unauthenticated() {
-    let (upstream, seen) = grpc_upstream().await;
+    let (upstream, seen) = grpc_upstream(None).await;
     let gateway = TestGateway::start(&config(), upstream).await;
     let mut client = grpc_client(&gateway).await;
 
@@ -321,7 +367,7 @@ async fn a_call_without_a_valid_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn a_call_with_the_wrong_role_is_permission_denied() {
-    let (upstream, seen) = grpc_upstream().await;
+    let (upstream, seen) = grpc_upstream(None).await;
     let gateway = TestGateway::start(&config(), upstream).await;
     let mut client = grpc_client(&gateway).await;
 
