@@ -83,21 +83,28 @@ fn greeting(text: String, metadata: &MetadataMap) -> Greeting {
     }
 }
 
-/// `Hello`: greets `name`; an empty name is the server's own error.
+/// `Hello`: greets `name`; an empty name is the server's own error, and
+/// the name `slow` is answered after two seconds.
 #[derive(Clone)]
 struct HelloService(Seen);
 
 impl UnaryService<Hello> for HelloService {
     type Response = Greeting;
-    type Future = Ready<Result<Response<Greeting>, Status>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Greeting>, Status>> + Send>>;
 
     fn call(&mut self, request: Request<Hello>) -> Self::Future {
         self.0.lock().unwrap().push(request.metadata().clone());
-        if request.get_ref().name.is_empty() {
-            return ready(Err(Status::invalid_argument("name is required")));
+        let name = request.get_ref().name.clone();
+        if name.is_empty() {
+            return Box::pin(ready(Err(Status::invalid_argument("name is required"))));
         }
-        let text = format!("hello {}", request.get_ref().name);
-        ready(Ok(Response::new(greeting(text, request.metadata()))))
+        let reply = greeting(format!("hello {name}"), request.metadata());
+        Box::pin(async move {
+            if name == "slow" {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Ok(Response::new(reply))
+        })
     }
 }
 
@@ -399,4 +406,17 @@ async fn a_call_to_a_down_upstream_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
+}
+
+#[tokio::test]
+async fn a_call_the_upstream_answers_too_late_is_deadline_exceeded() {
+    let (upstream, _) = grpc_upstream(None).await;
+    let config = config().replace("timeout = \"1s\"", "timeout = \"200ms\"");
+    let gateway = TestGateway::start(&config, upstream).await;
+    let mut client = grpc_client(&gateway).await;
+
+    let status = unary(&mut client, UNARY, request("slow", 0, Some(&token("user"))))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded);
 }
