@@ -1,9 +1,14 @@
 //! `cargo bench --bench proxy`: one request's round trip on loopback over a
-//! kept-alive HTTP/1.1 connection, three ways in one run:
+//! kept-alive HTTP/1.1 connection, five ways in one run:
 //!
 //! - `direct`: plain HTTP straight to the upstream (the floor);
 //! - `gateway/auth_none`: TLS + gateway, route with `auth = "none"`;
-//! - `gateway/auth_required`: TLS + gateway, HS256 token verified.
+//! - `gateway/auth_required`: TLS + gateway, HS256 token verified;
+//! - `gateway/https_upstream`: as `auth_required`, but the gateway reaches
+//!   its upstream over TLS (HTTP/1.1, verified against a `ca_file`);
+//! - `gateway/h2_upstream`: as `auth_required`, but the gateway speaks
+//!   HTTP/2 to its upstream (`protocol = "h2"`, cleartext by prior
+//!   knowledge), so the difference is HTTP/2's framing alone.
 //!
 //! Every request carries the same `Authorization` header, so the wire work
 //! is identical and `auth_required / auth_none` is the verification share.
@@ -22,6 +27,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,11 +37,11 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use jwtgate::config::Config;
 use jwtgate::gateway::{Gateway, unix_now};
@@ -62,6 +68,24 @@ secret_env = "SECRET"
 name = "app"
 url = "http://UPSTREAM"
 
+[[upstream]]
+name = "tls"
+url = "https://localhost:TLS_PORT"
+ca_file = "CA_FILE"
+
+[[upstream]]
+name = "h2"
+url = "http://H2_UPSTREAM"
+protocol = "h2"
+
+[[route]]
+path = "/tls"
+upstream = "tls"
+
+[[route]]
+path = "/h2"
+upstream = "h2"
+
 [[route]]
 path = "/none"
 upstream = "app"
@@ -72,28 +96,74 @@ path = "/"
 upstream = "app"
 "#;
 
-async fn start_upstream() -> SocketAddr {
+/// How an upstream is spoken to.
+#[derive(Clone, Copy)]
+enum Wire {
+    Http1,
+    Https,
+    H2c,
+}
+
+/// An upstream answering `ok` to everything, over `wire`; `Https` serves
+/// the dev PKI's `localhost` certificate.
+async fn start_upstream(wire: Wire, pki: &DevPki) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let acceptor = matches!(wire, Wire::Https).then(|| {
+        let config =
+            tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key()).unwrap();
+        TlsAcceptor::from(config)
+    });
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = service_fn(|_req| async {
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let _ = match (wire, acceptor) {
+                    (Wire::H2c, _) => {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                    (_, Some(acceptor)) => {
+                        let Ok(tls) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await
+                    }
+                    (_, None) => {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                };
             });
         }
     });
     addr
 }
 
-async fn start_gateway(upstream: SocketAddr, pki: &DevPki) -> SocketAddr {
-    let text = CONFIG.replace("UPSTREAM", &upstream.to_string());
+/// Upstreams of the gateway: plain HTTP/1.1, HTTPS and h2c.
+struct Upstreams {
+    plain: SocketAddr,
+    https: SocketAddr,
+    h2c: SocketAddr,
+    /// The CA the gateway trusts for `https`.
+    ca_file: PathBuf,
+}
+
+async fn start_gateway(upstreams: &Upstreams, pki: &DevPki) -> SocketAddr {
+    let text = CONFIG
+        .replace("H2_UPSTREAM", &upstreams.h2c.to_string())
+        .replace("UPSTREAM", &upstreams.plain.to_string())
+        .replace("TLS_PORT", &upstreams.https.port().to_string())
+        .replace("CA_FILE", &upstreams.ca_file.display().to_string());
     let config = Config::from_toml_str(&text, "bench.toml", &|_| Some(SECRET.to_owned())).unwrap();
     let tls_config =
         tls::server_config(pki.server_chain.clone(), pki.server_key.clone_key()).unwrap();
@@ -163,8 +233,16 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let upstream = rt.block_on(start_upstream());
-    let gateway = rt.block_on(start_gateway(upstream, &pki));
+    let ca_file = std::env::temp_dir().join(format!("jwtgate-bench-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let upstreams = Upstreams {
+        plain: rt.block_on(start_upstream(Wire::Http1, &pki)),
+        https: rt.block_on(start_upstream(Wire::Https, &pki)),
+        h2c: rt.block_on(start_upstream(Wire::H2c, &pki)),
+        ca_file,
+    };
+    let gateway = rt.block_on(start_gateway(&upstreams, &pki));
+    let upstream = upstreams.plain;
 
     let key = Key::hmac(None, Alg::HS256, SECRET.as_bytes()).unwrap();
     let now = unix_now();
@@ -174,9 +252,9 @@ fn benches(c: &mut Criterion) {
     .unwrap();
     let authorization = format!("Bearer {}", jwtgate::token::mint(&key, &claims));
 
-    // `PROXY_ROUND_TRIPS=N PROXY_PATH=/none`: only N round trips on that
-    // path, for instruction counts (`valgrind --tool=callgrind`, N minus a
-    // smaller N cancels the set-up), then exit.
+    // `PROXY_ROUND_TRIPS=N PROXY_PATH=/none` (or `/`, `/tls`, `/h2`): only
+    // N round trips on that path, for instruction counts (`valgrind
+    // --tool=callgrind`, N minus a smaller N cancels the set-up), then exit.
     if let Some(n) = std::env::var("PROXY_ROUND_TRIPS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -184,6 +262,7 @@ fn benches(c: &mut Criterion) {
         let path = std::env::var("PROXY_PATH").unwrap_or_else(|_| "/".to_owned());
         let mut sender = rt.block_on(connect_tls(gateway, &pki));
         rt.block_on(round_trips(&mut sender, &path, &authorization, n));
+        let _ = std::fs::remove_file(&upstreams.ca_file);
         return;
     }
 
@@ -202,7 +281,16 @@ fn benches(c: &mut Criterion) {
     group.bench_function("gateway/auth_required", |b| {
         b.iter_custom(|iters| rt.block_on(round_trips(&mut required, "/", &authorization, iters)))
     });
+    let mut https = rt.block_on(connect_tls(gateway, &pki));
+    group.bench_function("gateway/https_upstream", |b| {
+        b.iter_custom(|iters| rt.block_on(round_trips(&mut https, "/tls", &authorization, iters)))
+    });
+    let mut h2 = rt.block_on(connect_tls(gateway, &pki));
+    group.bench_function("gateway/h2_upstream", |b| {
+        b.iter_custom(|iters| rt.block_on(round_trips(&mut h2, "/h2", &authorization, iters)))
+    });
     group.finish();
+    drop((https, h2));
 
     // Benchmarks run one after another, and this host's speed drifts
     // between them by more than the difference sought. So the ratio is also
@@ -241,6 +329,7 @@ fn benches(c: &mut Criterion) {
         ratios[PAIRS - 1],
         required_us / none_us,
     );
+    let _ = std::fs::remove_file(&upstreams.ca_file);
 }
 
 /// Batches for the paired ratio: ~9 s in all at ~85 µs a round trip. Many
