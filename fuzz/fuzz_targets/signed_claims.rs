@@ -1,10 +1,11 @@
 //! Arbitrary header and payload bytes, correctly signed: the JSON and claim
-//! checks behind the signature never panic and only yield header-safe
-//! identities.
+//! checks behind the signature never panic, and the identity they yield is
+//! forwarded header-safe once encoded.
 #![no_main]
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwtgate::headers::encode_value;
 use jwtgate::jwt::{self, Alg, Validation};
 use jwtgate::keys::{Key, KeySet};
 use libfuzzer_sys::fuzz_target;
@@ -34,8 +35,12 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(verified) = jwt::verify(&token, &keys, &validation, 1_700_000_000) {
         let safe = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-        assert!(verified.user.as_deref().is_none_or(safe));
-        assert!(verified.roles.iter().all(|r| safe(r) && !r.contains(',')));
+        let user = verified.user.as_deref().map(|u| encode_value(u, false));
+        assert!(user.as_deref().is_none_or(safe));
+        for role in verified.roles.iter() {
+            let role = encode_value(role, true);
+            assert!(safe(&role) && !role.contains(','));
+        }
         assert!(verified.exp.is_some(), "exp is required by default");
     }
 });
