@@ -1,7 +1,8 @@
 //! The route table and the one path normalisation routing and forwarding share.
 //!
-//! Rule (also in the README): the request path is normalised once, routed on,
-//! and forwarded as normalised, so the router and the upstream never disagree.
+//! Rule (also in docs/security.md): the request path is normalised once,
+//! routed on, and forwarded as normalised, so the router and the upstream
+//! never disagree.
 //! 1. It must be origin-form (start with `/`).
 //! 2. Percent-escapes of unreserved characters (RFC 3986 §2.3) are decoded;
 //!    other escapes keep their bytes with upper-case hex. An escape that is not

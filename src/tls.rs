@@ -62,11 +62,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// SHA-256 first. The server picks by this order, not the client's.
 ///
 /// OpenSSL-based clients (curl, Python, `openssl s_client`) list
-/// AES-256-GCM-SHA384 first; the SHA-384 key schedule of a full handshake
-/// (~100 SHA-512 blocks for HKDF/HMAC) ran on ring's generic SHA-512 code on
-/// AMD CPUs (~40 us per handshake here), where SHA-256 uses the SHA
-/// extensions (~6 us). The security level of the handshake is 128 bits
-/// (X25519, P-256) either way; AES-128-GCM-SHA256 is TLS 1.3's
+/// AES-256-GCM-SHA384 first. The SHA-384 key schedule of a full handshake
+/// runs on ring's generic SHA-512 code on CPUs whose SHA extensions speed up
+/// only SHA-256, so it costs several times the CPU of the SHA-256 one
+/// (figures in docs/performance.md). The security level of the handshake is
+/// 128 bits (X25519, P-256) either way; AES-128-GCM-SHA256 is TLS 1.3's
 /// mandatory-to-implement suite and browsers' first choice. Clients that
 /// offer only AES-256 or ChaCha20 still get them.
 fn server_provider() -> Arc<CryptoProvider> {
