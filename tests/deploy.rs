@@ -2,7 +2,7 @@
 //! and the systemd unit's config are configs the gateway loads, with the
 //! certificate files their deployment provides; the manifests point probes
 //! at the admin endpoints it serves. (No container engine, cluster or
-//! systemd runs here; see README.)
+//! systemd runs here; see docs/deploying.md.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
