@@ -2,6 +2,7 @@
 //! in the README and `docs/` resolves (anchors included), every key of the
 //! reference config is on the configuration page, every metric the gateway
 //! renders is on the operations page, and the README stays short.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
