@@ -2,7 +2,7 @@
 //!
 //! An embedded echo upstream, the real gateway behind real TLS with a
 //! throwaway CA, and scripted requests whose outcomes are checked. The same
-//! parts ([`Stack`]) serve the browser playground (`playground`).
+//! parts (`Stack`) serve the browser playground (`playground`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
