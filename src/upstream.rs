@@ -99,18 +99,18 @@ struct Shared {
     health: config::Health,
 }
 
-/// The authority of every request URI handed to an upstream's client. The
-/// client only uses it as the key of its connection pool (hashed with
-/// SipHash one byte per call, on every checkout and return: ~3 k
-/// instructions a request for `127.0.0.1:8080`) and to ask the connector
-/// for a connection; each endpoint has a client of its own, whose
+/// The authority of every request URI handed to an HTTP/1.1 endpoint's
+/// client. The client only uses it as the key of its connection pool
+/// (hashed one byte per call on every checkout and return, so a one-byte
+/// key keeps that cheap; figures in docs/performance.md) and to ask the
+/// connector for a connection; each endpoint has a client of its own, whose
 /// connector dials the configured address whatever the key. The Host
 /// header is set from the configured URL, and the request line carries
 /// only the path (CONNECT, whose request line would be the authority, is
 /// refused before it gets here). Visible only in hyper-util's own debug
-/// logs, which name every upstream's pool `("http", u)`. An HTTP/2 or
-/// proxied upstream client would send the authority on: this would have
-/// to change with either.
+/// logs, which name every upstream's pool `("http", u)`. HTTP/2 sends the
+/// authority on, so `Endpoint::address` puts the real one back for an
+/// `h2` endpoint; a proxied upstream client would need the same.
 const POOL_KEY: Authority = Authority::from_static("u");
 
 impl Upstream {
