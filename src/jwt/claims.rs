@@ -9,7 +9,7 @@ use std::ops::Range;
 use serde_json::value::RawValue;
 
 use super::object::{self, Object, Text, same_name};
-use super::{ClaimPath, JwtError, Roles, Segment, Validation};
+use super::{JwtError, Roles, Segment, Validation};
 
 /// The claims the verifier checks, as typed values, and the whole claim
 /// set as raw members. `iss` and `aud` borrow from the decoded payload:
@@ -65,17 +65,17 @@ pub(super) fn parse_claims<'a>(
         slots[slot] = Some(value);
     }
     let [exp, nbf, iat, iss, aud, jti] = slots;
-    let at = |claim: &'static str, value: Option<&'a RawValue>| Slot { claim, value };
     // A fraction is rounded the strict way: exp down, nbf up; iat down, so
     // a revocation of tokens issued before a time holds.
-    let exp = at("exp", exp).read(|raw| numeric_date(raw, Rounding::Down))?;
-    let nbf = at("nbf", nbf).read(|raw| numeric_date(raw, Rounding::Up))?;
-    let iat = at("iat", iat).read(|raw| numeric_date(raw, Rounding::Down))?;
-    let iss = at("iss", iss).read(string)?;
-    let aud = at("aud", aud).read(strings)?;
-    let user = read_at(&members, &validation.user_claim, user_id)?;
-    let roles = read_at(&members, &validation.role_claim, roles)?.unwrap_or_default();
-    let jti = at("jti", jti).read(string)?.map(Cow::into_owned);
+    let exp = read(&"exp", exp, |raw| numeric_date(raw, Rounding::Down))?;
+    let nbf = read(&"nbf", nbf, |raw| numeric_date(raw, Rounding::Up))?;
+    let iat = read(&"iat", iat, |raw| numeric_date(raw, Rounding::Down))?;
+    let iss = read(&"iss", iss, string)?;
+    let aud = read(&"aud", aud, strings)?;
+    let (user_claim, role_claim) = (&validation.user_claim, &validation.role_claim);
+    let user = read(user_claim, value_at(&members, &user_claim.0), user_id)?;
+    let roles = read(role_claim, value_at(&members, &role_claim.0), roles)?.unwrap_or_default();
+    let jti = read(&"jti", jti, string)?.map(Cow::into_owned);
     Ok(Claims {
         exp,
         nbf,
@@ -89,39 +89,16 @@ pub(super) fn parse_claims<'a>(
     })
 }
 
-/// A registered claim's value, if present.
-struct Slot<'a> {
-    claim: &'static str,
+/// A claim's value converted to its type, if present; `claim` names it
+/// in the refusal.
+fn read<'a, T>(
+    claim: &dyn std::fmt::Display,
     value: Option<&'a RawValue>,
-}
-
-impl<'a> Slot<'a> {
-    /// The value converted to its type.
-    fn read<T>(
-        self,
-        convert: impl FnOnce(&'a RawValue) -> Result<T, &'static str>,
-    ) -> Result<Option<T>, JwtError> {
-        let value = self.value.map(convert).transpose();
-        value.map_err(|problem| invalid(self.claim, problem))
-    }
-}
-
-fn invalid(claim: &str, problem: &'static str) -> JwtError {
-    JwtError::InvalidClaim {
-        claim: claim.to_owned(),
-        problem,
-    }
-}
-
-/// The claim at `path` converted to its type, if present.
-fn read_at<'a, T>(
-    members: &Object<'a>,
-    path: &ClaimPath,
     convert: impl FnOnce(&'a RawValue) -> Result<T, &'static str>,
 ) -> Result<Option<T>, JwtError> {
-    let value = value_at(members, &path.0).map(convert).transpose();
+    let value = value.map(convert).transpose();
     value.map_err(|problem| JwtError::InvalidClaim {
-        claim: path.to_string(),
+        claim: claim.to_string(),
         problem,
     })
 }
@@ -144,20 +121,7 @@ pub(super) fn issuer(payload: &[u8]) -> Result<Option<String>, JwtError> {
         segment: Segment::Payload,
         reason,
     })?;
-    Ok(read(&members, "iss", string)?.map(Cow::into_owned))
-}
-
-/// The member `claim` converted to its type, if present.
-fn read<'a, T>(
-    members: &Object<'a>,
-    claim: &str,
-    convert: impl FnOnce(&'a RawValue) -> Result<T, &'static str>,
-) -> Result<Option<T>, JwtError> {
-    let value = members.get(claim).map(convert).transpose();
-    value.map_err(|problem| JwtError::InvalidClaim {
-        claim: claim.to_owned(),
-        problem,
-    })
+    Ok(read(&"iss", members.get("iss"), string)?.map(Cow::into_owned))
 }
 
 /// A verified token's whole claim set: the payload text and where each
